@@ -137,6 +137,9 @@ def reflect_pad(x: Array, p: int) -> Array:
     """``nn.ReflectionPad2d(p)`` (the edge pixel is not repeated)."""
     if p == 0:
         return x
+    if min(x.shape[1], x.shape[2]) <= p:
+        raise ValueError(f"reflection padding {p} needs feature maps larger than {p} pixels, "
+                         f"got {x.shape[1]}x{x.shape[2]}: the image is too small for the net")
     return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
 
 

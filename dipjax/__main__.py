@@ -1,0 +1,5 @@
+import sys
+
+from dipjax.fit import main
+
+sys.exit(main())

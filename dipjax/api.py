@@ -1,0 +1,219 @@
+"""The Python API: ``fit`` runs one prepared problem, ``fit_image`` prepares and runs a task.
+
+    import dipjax
+    res = dipjax.fit_image("denoise", "noisy.png", preset="denoise-fast")
+    res.output_avg  # (H, W, C) float32 in [0, 1]
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import statistics
+import time
+from typing import Callable, Optional
+
+import jax
+import numpy as np
+
+from dipjax import io, tasks
+from dipjax.inputs import make_input
+from dipjax.io import InputError
+from dipjax.metrics import psnr_np, ssim
+from dipjax.presets import Preset, get_preset, net_with_io
+from dipjax.step import (
+    default_chunk,
+    init_state,
+    make_optimizer,
+    make_render,
+    make_runner,
+    make_step,
+)
+
+
+@dataclasses.dataclass
+class FitResult:
+    """output: the net's output for the unperturbed input after the last step; output_avg: the
+    moving average of the outputs (both (H, W, C) float32, clipped to [0, 1]). history: one dict
+    per iteration. final: final metrics. compile_s / step_s: compile time and the median seconds
+    per iteration after it. snapshots: {iteration: output} at ``save_every``."""
+
+    output: np.ndarray
+    output_avg: np.ndarray
+    history: list
+    final: dict
+    compile_s: float
+    step_s: float
+    preset: Preset
+    seed: int
+    problem: tasks.Problem
+    snapshots: dict = dataclasses.field(default_factory=dict)
+    state: object = None
+    interrupted: bool = False
+
+
+def default_image() -> np.ndarray:
+    """The image that ships with the package (256x256 RGB), float32 in [0, 1]."""
+    ref = importlib.resources.files("dipjax") / "data" / "astronaut.png"
+    with importlib.resources.as_file(ref) as path:
+        return io.load_image(path)
+
+
+def build(problem: tasks.Problem, preset: Preset, seed: int):
+    """(net, z, batch) for a problem. Raises InputError when the net cannot map z to the
+    problem's output size (image too small for the generator's depth)."""
+    key = jax.random.key(seed)
+    if preset.input_kind == "image":
+        if problem.net_image is None:
+            raise InputError(f"preset {preset.name} feeds an image to the net; none was given")
+        z = jax.numpy.asarray(problem.net_image[None])
+    else:
+        z = make_input(jax.random.fold_in(key, 1), preset.input_kind, preset.input_depth,
+                       problem.out_hw, var=preset.input_var)
+    net = net_with_io(preset.net, z.shape[-1], problem.channels, preset.init_style).build()
+    try:
+        out = jax.eval_shape(lambda x: net.init_with_output(jax.random.key(0), x)[0], z)
+    except (ValueError, TypeError, IndexError) as e:
+        raise InputError(f"image size {problem.out_hw[1]}x{problem.out_hw[0]} is too small for "
+                         f"preset {preset.name}'s generator ({e.__class__.__name__})") from None
+    if tuple(out.shape[1:3]) != tuple(problem.out_hw):
+        raise InputError(f"preset {preset.name}'s generator maps {problem.out_hw[1]}x"
+                         f"{problem.out_hw[0]} to {out.shape[2]}x{out.shape[1]}; use a size that "
+                         f"is a multiple of 2**(number of scales)")
+    batch = {"z": z, "target": jax.numpy.asarray(problem.target[None])}
+    if problem.mask is not None:
+        batch["mask"] = jax.numpy.asarray(problem.mask[None])
+    if problem.gt is not None:
+        batch["gt"] = jax.numpy.asarray(problem.gt[None])
+    return net, z, batch
+
+
+def _boundaries(iters: int, chunk: int, every: tuple) -> list:
+    """Sizes of the successive chunks so that every multiple of each ``every`` is a boundary."""
+    marks = {iters}
+    for e in every:
+        if e:
+            marks.update(range(e, iters, e))
+    sizes, done = [], 0
+    for m in sorted(marks):
+        while done < m:
+            n = min(chunk, m - done)
+            sizes.append(n)
+            done += n
+    return sizes
+
+
+def fit(problem: tasks.Problem, preset: Preset, *, seed: int = 0, chunk: int = 0,
+        save_every: int = 0, on_chunk: Optional[Callable] = None) -> FitResult:
+    """Run ``preset.iters`` steps on ``problem``. ``on_chunk(done, total, last_metrics)`` is
+    called on the host after every chunk (progress bars); if it returns True the fit stops there
+    and the result has ``interrupted=True``."""
+    net, z, batch = build(problem, preset, seed)
+    tx = make_optimizer(preset.lr)
+    state = init_state(net, tx, jax.random.key(seed), z)
+    step = make_step(net, tx, problem.measure, loss=preset.loss,
+                     reg_noise_std=preset.reg_noise_std, exp_weight=preset.exp_weight,
+                     backtrack_every=preset.backtrack_every,
+                     backtrack_drop_db=preset.backtrack_drop_db)
+    chunk = max(1, min(chunk or default_chunk(), preset.iters))
+    compiled, compile_s = {}, 0.0
+    render = make_render(net)
+    history, per_step, snapshots, done = [], [], {}, 0
+    for n in _boundaries(preset.iters, chunk, (save_every,)):
+        if n not in compiled:
+            t = time.perf_counter()
+            compiled[n] = make_runner(step, n).lower(state, batch).compile()
+            compile_s += time.perf_counter() - t
+        t = time.perf_counter()
+        state, m = compiled[n](state, batch)
+        m = jax.device_get(m)
+        per_step.append(((time.perf_counter() - t) / n, n))
+        for i in range(n):
+            history.append({"iter": done + i + 1, **{k: _scalar(v[i]) for k, v in m.items()}})
+        done += n
+        if save_every and done % save_every == 0 and done < preset.iters:
+            snapshots[done] = _clip(render(state.params, z)[0])
+        if on_chunk and on_chunk(done, preset.iters, history[-1]):
+            break
+    full = [s for s, n in per_step if n == chunk] or [s for s, _ in per_step]
+    output = _clip(render(state.params, z)[0])
+    output_avg = _clip(state.out_avg[0])
+    return FitResult(output, output_avg, history, final_metrics(problem, output, output_avg),
+                     compile_s, statistics.median(full), preset, seed, problem, snapshots, state,
+                     interrupted=done < preset.iters)
+
+
+def _scalar(v):
+    v = np.asarray(v)
+    return bool(v) if v.dtype == bool else float(v)
+
+
+def _clip(x) -> np.ndarray:
+    return np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+
+
+def final_metrics(problem: tasks.Problem, output, output_avg) -> dict:
+    """PSNR/SSIM of the outputs and of the baseline against the ground truth, when known."""
+    out = {}
+    if problem.gt is not None:
+        gt = problem.gt
+        out["psnr_gt"] = psnr_np(output, gt)
+        out["psnr_gt_avg"] = psnr_np(output_avg, gt)
+        out["ssim"] = ssim(output, gt)
+        out["ssim_avg"] = ssim(output_avg, gt)
+        if problem.baseline is not None:
+            out["psnr_baseline"] = psnr_np(problem.baseline, gt)
+    return out
+
+
+def prepare(task: str, preset: Preset, image: Optional[np.ndarray] = None, *,
+            mask: Optional[np.ndarray] = None, gt: Optional[np.ndarray] = None,
+            flash: Optional[np.ndarray] = None, degrade: bool = False,
+            seed: int = 0) -> tasks.Problem:
+    """Turn images (float32 (H, W, C) in [0, 1]) into a Problem using the preset's settings.
+    With ``image=None`` the packaged image is used and degraded."""
+    if image is None:
+        image, degrade = default_image(), True
+    rng = np.random.default_rng(seed)
+    p = preset
+    if task == "denoise":
+        return tasks.prepare_denoise(image, gt=gt, degrade=degrade, noise=p.noise, sigma=p.sigma,
+                                     density=p.density, quality=p.quality, crop=p.crop, rng=rng)
+    if task == "superres":
+        return tasks.prepare_superres(image, gt=gt, degrade=degrade, scale=p.scale,
+                                      kernel=p.sr_kernel, crop=p.crop, rng=rng)
+    if task in ("inpaint", "restore"):
+        return tasks.prepare_masked(task, image, mask=mask, gt=gt, degrade=degrade,
+                                    mask_kind=p.mask_kind if mask is None else "file",
+                                    keep=p.keep, crop=p.crop, pad=p.pad, rng=rng)
+    if task == "flash-no-flash":
+        if flash is None:
+            if not degrade:
+                raise InputError("--task flash-no-flash needs --flash FILE (the flash photo)")
+            image, flash, gt = synthetic_flash_pair(image, rng)
+        return tasks.prepare_flash(image, flash, gt=gt, crop=p.crop)
+    raise InputError(f"--task must be one of {tasks.TASKS}, got {task!r}")
+
+
+def synthetic_flash_pair(img: np.ndarray, rng: np.random.Generator):
+    """A stand-in pair from one clean image: a dim, noisy, warm 'no-flash' shot and a bright,
+    cold, sharp 'flash' shot. Returns (noflash, flash, clean)."""
+    warm = np.array([1.0, 0.8, 0.6], np.float32)[: img.shape[-1]]
+    noflash = np.clip(0.5 * img * warm + rng.normal(0, 0.06, img.shape), 0, 1)
+    flash = np.clip(img ** 0.6 * np.array([0.85, 0.95, 1.0], np.float32)[: img.shape[-1]], 0, 1)
+    return noflash.astype(np.float32), flash.astype(np.float32), (0.5 * img * warm)
+
+
+def fit_image(task: str, image=None, *, preset: Optional[str] = None, mask=None, gt=None,
+              flash=None, degrade: bool = False, seed: int = 0, iters: Optional[int] = None,
+              lr: Optional[float] = None, **overrides) -> FitResult:
+    """Restore one image. ``image``/``mask``/``gt``/``flash``: arrays or paths. ``preset``: a
+    name from ``dipjax.presets.PRESETS`` (default: the task's fast preset). Other keyword
+    arguments override preset fields (e.g. ``reg_noise_std=0``)."""
+    from dipjax.presets import FAST_DEFAULT
+
+    p = get_preset(preset or FAST_DEFAULT[task], task).replace(iters=iters, lr=lr, **overrides)
+    load = lambda x: io.load_image(x) if isinstance(x, (str, bytes)) or hasattr(x, "__fspath__") else x
+    problem = prepare(task, p, load(image) if image is not None else None, mask=load(mask)
+                      if mask is not None else None, gt=load(gt) if gt is not None else None,
+                      flash=load(flash) if flash is not None else None, degrade=degrade, seed=seed)
+    return fit(problem, p, seed=seed)

@@ -1,0 +1,115 @@
+"""Reading and writing images; the reference's crop rules and its low/high-resolution pair.
+
+Images in memory are float32 (H, W, C) arrays in [0, 1], C = 1 (grey) or 3 (RGB).
+"""
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+class InputError(ValueError):
+    """A problem with the user's input, phrased for the user (file or flag, then the problem)."""
+
+
+def _to_array(img: Image.Image, path) -> np.ndarray:
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        warnings.warn(f"{path}: alpha channel dropped", stacklevel=3)
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return (arr / top).astype(np.float32)[..., None]
+    if mode in ("1", "L", "LA"):
+        return (np.asarray(img.convert("L"), np.float32) / 255.0)[..., None]
+    if mode == "F":
+        return np.clip(np.asarray(img, np.float32), 0, 1)[..., None]
+    return np.asarray(img.convert("RGB"), np.float32) / 255.0
+
+
+def load_image(path) -> np.ndarray:
+    """Read a PNG/JPEG/... as float32 (H, W, C) in [0, 1]; 16-bit is scaled by 65535, palette
+    images are expanded to RGB, alpha is dropped with a warning. Raises ``InputError``."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an image")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_array(img, path)
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image (unrecognised format)") from None
+    except PermissionError:
+        raise InputError(f"{path}: cannot be read (permission denied)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"{path}: corrupt or truncated image ({e})") from None
+
+
+def to_uint8(img: np.ndarray) -> np.ndarray:
+    """[0, 1] float -> uint8, clipped and rounded (an 8-bit image survives the round trip)."""
+    return np.round(np.clip(np.asarray(img, np.float64), 0, 1) * 255).astype(np.uint8)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, then rename: never a half-written file."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_png(path, img: np.ndarray) -> None:
+    """Save a float (H, W, C) image in [0, 1] (C = 1 or 3) as an 8-bit PNG, atomically."""
+    import io as _io
+
+    arr = to_uint8(img)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    buf = _io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def crop_to_multiple(img: np.ndarray, d: int) -> np.ndarray:
+    """The reference's ``crop_image``: centre crop H and W down to multiples of d (int offsets)."""
+    h, w = img.shape[:2]
+    nh, nw = h - h % d, w - w % d
+    top, left = int((h - nh) / 2), int((w - nw) / 2)
+    return img[top: top + nh, left: left + nw]
+
+
+def sr_pair(img: np.ndarray, factor: int, multiple: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's ``load_LR_HR_imgs_sr(..., enforse_div32='CROP')``.
+
+    ``img``: (H, W, C) in [0, 1] (8-bit values). Returns (HR, LR): HR is the centre crop to
+    multiples of ``multiple``; LR is Pillow's antialiased Lanczos resize of HR to
+    (H // factor, W // factor), computed on 8-bit values as the reference does.
+    """
+    u8 = to_uint8(img)
+    pil = Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8)
+    w, h = pil.size
+    nw, nh = w - w % multiple, h - h % multiple
+    hr = pil.crop(((w - nw) / 2, (h - nh) / 2, (w + nw) / 2, (h + nh) / 2))
+    lr = hr.resize((nw // factor, nh // factor), Image.LANCZOS)
+    as_float = lambda p: _to_array(p, "")
+    return as_float(hr), as_float(lr)
+
+
+def bicubic_upscale(lr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """The reference's bicubic baseline: Pillow BICUBIC resize of the 8-bit LR image."""
+    u8 = to_uint8(lr)
+    pil = Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8)
+    return _to_array(pil.resize((size_hw[1], size_hw[0]), Image.BICUBIC), "")

@@ -1,0 +1,129 @@
+"""The reference notebooks' recipes as frozen dataclasses, and a ``fast`` variant per task.
+
+Every field is a hyperparameter the CLI can override; ``summary.json`` records the resolved one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Optional
+
+from dipjax.netspec import RECIPE_NETS, NetSpec, _CONSTRUCTORS
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One fit's recipe.
+
+    net: the generator (its input/output channels are set from the data at fit time).
+    input_kind: 'noise' | 'meshgrid' | 'image' (flash-no-flash: the flash image itself).
+    exp_weight: weight of the output moving average (the reference's ``exp_weight``).
+    backtrack_every: 0 = off; else every this many steps compare the fit's PSNR with the last
+    check and, if it fell by more than ``backtrack_drop_db``, return to the saved parameters.
+    crop: centre-crop to a multiple of this (0 = none); pad: reflection pad first (barbara).
+    """
+
+    name: str
+    task: str
+    net: NetSpec
+    input_kind: str = "noise"
+    input_depth: int = 32
+    input_var: float = 0.1
+    lr: float = 0.01
+    iters: int = 3000
+    reg_noise_std: float = 1.0 / 30.0
+    exp_weight: float = 0.99
+    backtrack_every: int = 0
+    backtrack_drop_db: float = 5.0
+    loss: str = "mse"
+    crop: int = 32
+    pad: int = 0
+    scale: int = 4
+    sr_kernel: str = "lanczos2"
+    noise: str = "gauss"
+    sigma: float = 25.0
+    density: float = 0.1
+    quality: int = 10
+    mask_kind: str = "file"
+    keep: float = 0.5
+    init_style: str = "modern"
+
+    def replace(self, **changes) -> "Preset":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_IO_NAMES = {"get_net": ("input_depth", "n_channels"), "skip": ("num_input_channels",
+             "num_output_channels"), "UNet": ("num_input_channels", "num_output_channels"),
+             "ResNet": ("num_input_channels", "num_output_channels"),
+             "texture_nets": ("inp", None), "dcgan": ("inp", None)}
+
+
+def net_with_io(spec: NetSpec, in_channels: int, out_channels: int, init_style: str) -> NetSpec:
+    """The same generator with the given input/output channel counts and initialisation."""
+    fn = _CONSTRUCTORS[spec.constructor]
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    bound = inspect.signature(target).bind_partial(*((None,) if inspect.isclass(fn) else ()),
+                                                   *spec.args, **dict(spec.kwargs))
+    kwargs = {k: v for k, v in bound.arguments.items() if k != "self"}
+    in_name, out_name = _IO_NAMES[spec.constructor]
+    kwargs[in_name] = in_channels
+    if out_name:
+        kwargs[out_name] = out_channels
+    kwargs["init_style"] = init_style
+    return NetSpec.of(spec.constructor, **kwargs)
+
+
+def _fast_skip(ch: int, scales: int, skip: int, up="bilinear", depth: int = 8) -> NetSpec:
+    return NetSpec.of("skip", depth, 3, num_channels_down=[ch] * scales,
+                      num_channels_up=[ch] * scales, num_channels_skip=[skip] * scales,
+                      upsample_mode=up, need_sigmoid=True, need_bias=True, pad="reflection",
+                      act_fun="LeakyReLU")
+
+
+_R = RECIPE_NETS
+PRESETS = {p.name: p for p in [
+    Preset("denoise", "denoise", _R["denoising_F16"], iters=3000, backtrack_every=1),
+    Preset("denoise-jpeg", "denoise", _R["denoising_snail_jpeg"], input_depth=3, iters=2400,
+           backtrack_every=1, noise="jpeg"),
+    Preset("superres-x4", "superres", _R["sr_x4"], iters=2000, reg_noise_std=0.03, scale=4),
+    Preset("superres-x8", "superres", _R["sr_x8"], iters=4000, reg_noise_std=0.05, scale=8),
+    Preset("inpaint-vase", "inpaint", _R["inpaint_vase"], input_kind="meshgrid", input_depth=2,
+           iters=5001, reg_noise_std=0.03, crop=64),
+    Preset("inpaint-kate", "inpaint", _R["inpaint_kate"], iters=6001, reg_noise_std=0.03,
+           crop=64),
+    Preset("inpaint-library", "inpaint", _R["inpaint_library_skip_depth6"], input_depth=1,
+           iters=3001, reg_noise_std=0.0, crop=64),
+    Preset("restore-barbara", "restore", _R["restoration_barbara"], lr=0.001, iters=11000,
+           reg_noise_std=0.03, backtrack_every=50, crop=0, pad=1, mask_kind="random", keep=0.5),
+    Preset("restore-kate", "restore", _R["restoration_kate"], iters=1000, reg_noise_std=0.0,
+           backtrack_every=50, crop=0, mask_kind="random", keep=0.02),
+    Preset("flash-no-flash", "flash-no-flash", _R["flash_no_flash"], input_kind="image",
+           input_depth=3, lr=0.1, iters=601, reg_noise_std=0.0),
+    # CPU presets: a 4-scale, 32-channel skip net; measured against the baseline in README.
+    Preset("denoise-fast", "denoise", _fast_skip(32, 4, 4), input_depth=8, iters=400,
+           backtrack_every=1),
+    Preset("superres-fast", "superres", _fast_skip(32, 4, 4), input_depth=8, iters=1200,
+           reg_noise_std=0.03, scale=4),
+    Preset("inpaint-fast", "inpaint", _fast_skip(32, 4, 4, "nearest"), input_depth=8,
+           iters=600, reg_noise_std=0.03, crop=16, mask_kind="text"),
+    Preset("restore-fast", "restore", _fast_skip(32, 4, 4), input_depth=8, iters=600,
+           reg_noise_std=0.03, backtrack_every=50, crop=16, mask_kind="random", keep=0.5),
+    Preset("flash-no-flash-fast", "flash-no-flash", _fast_skip(32, 4, 4, "bilinear", 3),
+           input_kind="image", input_depth=3, lr=0.01, iters=300, reg_noise_std=0.0),
+]}
+
+# The preset each task runs by default: the paper's recipe on an accelerator, fast on a CPU.
+PAPER_DEFAULT = {"denoise": "denoise", "superres": "superres-x4", "inpaint": "inpaint-kate",
+                 "restore": "restore-kate", "flash-no-flash": "flash-no-flash"}
+FAST_DEFAULT = {"denoise": "denoise-fast", "superres": "superres-fast",
+                "inpaint": "inpaint-fast", "restore": "restore-fast",
+                "flash-no-flash": "flash-no-flash-fast"}
+
+
+def get_preset(name: str, task: Optional[str] = None) -> Preset:
+    if name not in PRESETS:
+        raise KeyError(name)
+    p = PRESETS[name]
+    if task is not None and p.task != task:
+        raise ValueError(f"preset {name!r} is for --task {p.task}, not {task}")
+    return p

@@ -1,0 +1,144 @@
+"""What a fit leaves on disk: images, metrics, plots, summary; and the progress bar."""
+from __future__ import annotations
+
+import dataclasses
+import io as _io
+import json
+import pathlib
+import platform
+from importlib import metadata
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dipjax.io import atomic_write_bytes, save_png
+
+PACKAGES = ("dipjax", "jax", "jaxlib", "flax", "optax", "numpy")
+
+
+def progress(total: int, disable: bool = False):
+    return tqdm(total=total, unit="it", disable=disable, dynamic_ncols=True, smoothing=0.1)
+
+
+def postfix(m: dict) -> dict:
+    out = {"loss": f"{m['loss']:.4g}", "psnr": f"{m['psnr_fit']:.2f}"}
+    if "psnr_gt" in m:
+        out["psnr_gt"] = f"{m['psnr_gt']:.2f}"
+    return out
+
+
+def final_line(res) -> str:
+    f = res.final
+    if "psnr_gt" not in f:
+        return f"(step {res.step_s * 1e3:.0f} ms)"
+    base = f", baseline {f['psnr_baseline']:.2f} dB" if "psnr_baseline" in f else ""
+    return (f"PSNR {f['psnr_gt']:.2f} dB (average {f['psnr_gt_avg']:.2f} dB{base}); "
+            f"step {res.step_s * 1e3:.0f} ms, compile {res.compile_s:.1f} s")
+
+
+def _json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=1, default=_jsonable) + "\n").encode()
+
+
+def _jsonable(o):
+    if dataclasses.is_dataclass(o):
+        return dataclasses.asdict(o)
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return str(o)
+
+
+def _figure_bytes(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def comparison_figure(res) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = res.problem
+    panels = [("input", p.degraded), ("dipjax (average)", res.output_avg)]
+    if p.gt is not None:
+        panels.append(("ground truth", p.gt))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.3))
+    for ax, (title, img) in zip(np.atleast_1d(axes), panels):
+        img = np.clip(img, 0, 1)
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        if p.gt is not None and title != "ground truth" and img.shape == p.gt.shape:
+            from dipjax.metrics import psnr_np
+
+            title += f"\n{psnr_np(img, p.gt):.2f} dB"
+        ax.set_title(title)
+        ax.axis("off")
+    return _figure_bytes(fig)
+
+
+def curves_figure(history: list) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    it = [h["iter"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    a.semilogy(it, [h["loss"] for h in history])
+    a.set_xlabel("iteration")
+    a.set_ylabel("loss")
+    for key, label in (("psnr_fit", "fit (vs. measurement)"), ("psnr_gt", "vs. ground truth"),
+                       ("psnr_gt_avg", "average vs. ground truth")):
+        if history and key in history[0]:
+            b.plot(it, [h[key] for h in history], label=label)
+    b.set_xlabel("iteration")
+    b.set_ylabel("PSNR (dB)")
+    b.legend()
+    fig.tight_layout()
+    return _figure_bytes(fig)
+
+
+def summary(res, args=None) -> dict:
+    import jax
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    dev = jax.devices()[0]
+    return {
+        "task": res.preset.task, "preset": res.preset.name,
+        "hyperparameters": dataclasses.asdict(res.preset), "seed": res.seed,
+        "iters_done": res.history[-1]["iter"] if res.history else 0,
+        "interrupted": res.interrupted,
+        "inputs": {k: getattr(args, k, None) for k in ("image", "mask", "gt", "flash", "degrade")},
+        "notes": res.problem.notes, "versions": versions, "python": platform.python_version(),
+        "device": {"platform": dev.platform, "kind": dev.device_kind,
+                   "count": jax.device_count()},
+        "compile_s": res.compile_s, "step_s": res.step_s, "final": res.final,
+        "last": res.history[-1] if res.history else None,
+    }
+
+
+def write_outputs(out: pathlib.Path, res, args=None) -> None:
+    """Every file is written atomically (temporary file, then rename)."""
+    out = pathlib.Path(out)
+    save_png(out / "output.png", res.output)
+    save_png(out / "output_avg.png", res.output_avg)
+    if res.problem.degraded is not None:
+        save_png(out / "degraded.png", res.problem.degraded)
+    if res.snapshots:
+        (out / "snapshots").mkdir(exist_ok=True)
+        for it, img in res.snapshots.items():
+            save_png(out / "snapshots" / f"iter_{it:06d}.png", img)
+    lines = "".join(json.dumps(h) + "\n" for h in res.history)
+    atomic_write_bytes(out / "metrics.jsonl", lines.encode())
+    atomic_write_bytes(out / "comparison.png", comparison_figure(res))
+    atomic_write_bytes(out / "curves.png", curves_figure(res.history))
+    atomic_write_bytes(out / "summary.json", _json_bytes(summary(res, args)))

@@ -1,0 +1,141 @@
+"""The fit state, the one step function, and the jitted chunk of steps run by ``lax.scan``.
+
+``make_step`` returns ``step(state, batch) -> (state, metrics)`` for ONE fit; everything hashable
+(net, measure, loss, optimizer, preset numbers) sits in its closure, every array is an argument.
+``batch`` holds ``z`` (1, H, W, D), ``target`` (1, h, w, C), ``mask`` (1, H, W, 1|C) and,
+when known, ``gt`` (1, H, W, C); all float32.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from dipjax.inputs import perturb
+from dipjax.metrics import psnr
+from dipjax.tasks import Measure, loss_fn
+
+
+@flax.struct.dataclass
+class FitState:
+    """params/opt_state: the generator's weights and Adam's state (learning rate inside);
+    step: iterations done; key: the fit's root key (step keys are ``fold_in(key, step)``);
+    out_avg: moving average of the outputs (1, H, W, C); saved_*: the last good parameters, for
+    backtracking and divergence; last_psnr: the fit PSNR at the last check."""
+
+    params: dict
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
+    out_avg: jax.Array
+    saved_params: dict
+    saved_opt_state: optax.OptState
+    last_psnr: jax.Array
+
+
+def make_optimizer(lr: float) -> optax.GradientTransformation:
+    """Adam with torch's defaults (betas 0.9/0.999, eps 1e-8); the rate can be lowered on device."""
+    return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=0.9, b2=0.999, eps=1e-8)
+
+
+def init_state(net, tx, key: jax.Array, z: jax.Array) -> FitState:
+    """Initialise weights (PyTorch's default distributions) from the first half of
+    ``split(key)``; the second half drives the per-step input perturbation."""
+    init_key, key = jax.random.split(key)
+    params = net.init(init_key, z)["params"]
+    opt_state = tx.init(params)
+    out = jax.eval_shape(lambda p: net.apply({"params": p}, z), params)
+    copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # distinct buffers: the state is donated
+    return FitState(params, opt_state, jnp.zeros((), jnp.int32), key,
+                    jnp.zeros(out.shape, out.dtype), copy(params), copy(opt_state),
+                    jnp.zeros((), jnp.float32))
+
+
+def _scale_lr(opt_state, factor):
+    hp = dict(opt_state.hyperparams)
+    hp["learning_rate"] = hp["learning_rate"] * factor
+    return opt_state._replace(hyperparams=hp)
+
+
+def make_step(net, tx, measure: Measure, *, loss: str = "mse", reg_noise_std: float = 0.0,
+              exp_weight: float = 0.99, backtrack_every: int = 0, backtrack_drop_db: float = 5.0,
+              divergence_lr_factor: float = 0.5) -> Callable:
+    """One iteration: perturb z, forward, loss, gradient, Adam update, output average, PSNRs,
+    backtracking and NaN/Inf rollback, all on the device."""
+    loss_of = loss_fn(loss)
+    where = lambda c, a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(c, x, y), a, b)
+
+    def step(state: FitState, batch: dict):
+        z = batch["z"]
+        if reg_noise_std > 0:
+            z = perturb(jax.random.fold_in(state.key, state.step), z, reg_noise_std)
+
+        def objective(params):
+            out = net.apply({"params": params}, z)
+            pred = measure(out, batch.get("mask"))
+            return loss_of(pred, batch["target"]), (out, pred)
+
+        (value, (out, pred)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        psnr_fit = psnr(pred, batch["target"])
+        finite = jnp.isfinite(value)
+        check = (backtrack_every > 0) & (state.step % max(backtrack_every, 1) == 0)
+        drop = check & finite & (psnr_fit - state.last_psnr < -backtrack_drop_db)
+        rollback = drop | ~finite
+        save = finite & ~drop & (check | (backtrack_every == 0))
+        restored_opt = jax.lax.cond(finite, lambda o: o,
+                                    lambda o: _scale_lr(o, divergence_lr_factor),
+                                    state.saved_opt_state)
+        first = state.step == 0
+        avg = jnp.where(first, out, exp_weight * state.out_avg + (1 - exp_weight) * out)
+        new = FitState(
+            params=where(rollback, state.saved_params, params),
+            opt_state=where(rollback, restored_opt, opt_state),
+            step=state.step + 1, key=state.key,
+            out_avg=jnp.where(rollback, state.out_avg, avg),
+            saved_params=where(save, state.params, state.saved_params),
+            saved_opt_state=where(save, state.opt_state, state.saved_opt_state),
+            last_psnr=jnp.where(save & check, psnr_fit, state.last_psnr))
+        metrics = {"loss": value, "psnr_fit": psnr_fit, "rolled_back": rollback,
+                   "diverged": ~finite, "lr": state.opt_state.hyperparams["learning_rate"]}
+        if "gt" in batch:
+            metrics["psnr_gt"] = psnr(out, batch["gt"])
+            metrics["psnr_gt_avg"] = psnr(avg, batch["gt"])
+        return new, metrics
+
+    return step
+
+
+def make_runner(step: Callable, n: int, batched: bool = False,
+                unroll: Optional[bool] = None) -> Callable:
+    """jit(run(state, batch) -> (state, metrics[n])): ``n`` steps by ``lax.scan``, the state
+    donated. With ``batched``, state and batch carry a leading fit axis and the step is vmapped.
+
+    ``unroll`` (default: on the CPU only) unrolls the scan: XLA's CPU convolutions run several
+    times slower inside a loop body than unrolled (measured in README), while accelerators
+    prefer the rolled loop (short compile, one launch per chunk).
+    """
+    one = jax.vmap(step) if batched else step
+    if unroll is None:
+        unroll = jax.default_backend() == "cpu"
+
+    def run(state, batch):
+        return jax.lax.scan(lambda s, _: one(s, batch), state, None, length=n,
+                            unroll=n if unroll else 1)
+
+    return jax.jit(run, donate_argnums=0)
+
+
+def default_chunk() -> int:
+    """Steps per host call: small on the CPU, where the scan is unrolled and compile time grows
+    with it; larger on accelerators."""
+    return 5 if jax.default_backend() == "cpu" else 50
+
+
+def make_render(net) -> Callable:
+    """jit(params, z) -> the net's output (1, H, W, C) for the unperturbed input."""
+    return jax.jit(lambda params, z: net.apply({"params": params}, z))

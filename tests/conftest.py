@@ -1,0 +1,33 @@
+import numpy as np
+import pytest
+
+from dipjax.netspec import NetSpec
+from dipjax.presets import Preset
+
+
+def smooth_image(h=32, w=32, c=3, seed=0):
+    """A smooth test picture in [0.1, 0.9]: low-frequency waves and one soft disc."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    chans = []
+    for k in range(c):
+        a, b = rng.uniform(1, 3, 2)
+        v = 0.5 + 0.25 * np.sin(2 * np.pi * a * x + k) * np.cos(2 * np.pi * b * y)
+        v += 0.15 * (((x - 0.5) ** 2 + (y - 0.5) ** 2) < 0.06)
+        chans.append(v)
+    return np.clip(np.stack(chans, -1), 0.1, 0.9).astype(np.float32)
+
+
+TINY_NET = NetSpec.of("skip", 4, 3, num_channels_down=[16, 16, 16], num_channels_up=[16, 16, 16],
+                      num_channels_skip=[4, 4, 4], upsample_mode="bilinear", pad="reflection")
+
+
+def tiny_preset(task, **kw):
+    base = dict(name=f"tiny-{task}", task=task, net=TINY_NET, input_depth=4, iters=20, crop=8)
+    base.update(kw)
+    return Preset(**base)
+
+
+@pytest.fixture
+def image():
+    return smooth_image()

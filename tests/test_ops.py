@@ -1,0 +1,105 @@
+"""Downsampler, resampling and LR/HR preparation against the reference's fixtures and FACTS.md."""
+import json
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dipjax.nets.layers import upsample2
+from dipjax.ops import Downsampler, downsampler_kernel
+from dipjax.ops.downsampler import kernel_1d
+
+OPS = np.load(pathlib.Path(__file__).parent / "fixtures" / "ops.npz")
+SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
+FACTS = json.loads((SHARED / "reference" / "facts.json").read_text()) if SHARED.exists() else None
+
+
+def nhwc(x):
+    return jnp.asarray(np.transpose(x, (0, 2, 3, 1)))
+
+
+@pytest.mark.parametrize("f", [2, 4, 8])
+@pytest.mark.parametrize("kind", ["lanczos2", "lanczos3"])
+def test_lanczos_kernels_match_reference(kind, f):
+    ours = downsampler_kernel(f, kind, 0.5)
+    np.testing.assert_allclose(ours, OPS[f"kernel_{kind}_x{f}"], atol=1e-12)
+
+
+def test_other_kernels_match_reference():
+    np.testing.assert_allclose(downsampler_kernel(2, "gauss12", 0), OPS["kernel_gauss12_x2"],
+                               atol=1e-12)
+    np.testing.assert_allclose(downsampler_kernel(4, "gauss1sq2", 0), OPS["kernel_gauss1sq2_x4"],
+                               atol=1e-12)
+    np.testing.assert_allclose(downsampler_kernel(4, "box", 0.5, kernel_width=5),
+                               OPS["kernel_box_w5_x4"], atol=1e-12)
+    np.testing.assert_allclose(
+        downsampler_kernel(3, "lanczos", 0, kernel_width=13, support=2),
+        OPS["kernel_lanczos_phase0_x3"], atol=1e-12)
+
+
+def test_lanczos2_x4_kernel_matches_facts_numbers():
+    # FACTS.md section 2: first row of the 2-D kernel and the 1-D factor.
+    row = [1.1350403751475116e-06, 1.0389294380079366e-05, 2.171674838705858e-05,
+           1.5850648064267786e-05, -2.6202091698075332e-05, -0.00010510906219336351]
+    np.testing.assert_allclose(downsampler_kernel(4, "lanczos2", 0.5)[0, :6], row, rtol=1e-10)
+    k1 = kernel_1d(4, "lanczos2", 0.5)
+    np.testing.assert_allclose(k1[:4], [-0.0010653827364602414, -0.009751701453881295,
+                                        -0.020383987504071048, -0.014877890847876822], rtol=1e-10)
+    np.testing.assert_allclose(k1, k1[::-1])
+
+
+@pytest.mark.parametrize("name", ["lanczos2_x4", "lanczos2_x8", "lanczos3_x4", "lanczos3_x8"])
+def test_downsampler_matches_reference(name):
+    kind, f = name.split("_x")
+    y = np.asarray(Downsampler(int(f), kind)(nhwc(OPS["down_input"]))).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(y, OPS[f"down_{name}"], atol=1e-5, rtol=0)
+
+
+def test_gauss_downsampler_matches_reference():
+    y = Downsampler(2, "gauss12", phase=0)(nhwc(OPS["down_input"]))
+    np.testing.assert_allclose(np.asarray(y).transpose(0, 3, 1, 2), OPS["down_gauss12_x2"],
+                               atol=1e-5)
+
+
+def test_downsampler_facts_end_to_end():
+    x = np.arange(3 * 32 * 48, dtype=np.float32).reshape(1, 3, 32, 48) / 4608
+    y = np.asarray(Downsampler(4, "lanczos2")(nhwc(x)))
+    assert y.shape == (1, 8, 12, 3)
+    assert y[0, 0, 0, 0] == pytest.approx(0.01559456717, abs=1e-6)
+    assert y[0, 3, 5, 0] == pytest.approx(0.14529079199, abs=1e-6)
+    assert float(y.sum()) == pytest.approx(143.96875, abs=1e-3)
+
+
+def test_downsampler_pads():
+    # FACTS.md: K=16 pad 6 (x4), K=32 pad 12 (x8), lanczos3 x4 K=24 pad 10, x8 K=48 pad 20.
+    assert [Downsampler(4).pad, Downsampler(8).pad] == [6, 12]
+    assert [Downsampler(4, "lanczos3").pad, Downsampler(8, "lanczos3").pad] == [10, 20]
+
+
+def test_downsampler_rejects_bad_settings():
+    with pytest.raises(ValueError, match="phase"):
+        kernel_1d(2, "gauss12", 0.5)
+    with pytest.raises(ValueError, match="box"):
+        kernel_1d(2, "box", 0, kernel_width=3)
+    with pytest.raises(ValueError, match="kernel_type"):
+        kernel_1d(2, "cubic", 0.5)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_upsample_matches_pytorch(mode):
+    y = np.asarray(upsample2(nhwc(OPS["upsample_input"]), mode)).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(y, OPS[f"upsample_{mode}"], atol=1e-6)
+
+
+@pytest.mark.skipif(FACTS is None, reason="shared/ data not present")
+@pytest.mark.parametrize("factor", [4, 8])
+def test_sr_pair_matches_reference_zebra(factor):
+    from dipjax.io import load_image, sr_pair
+
+    facts = FACTS["sr_images"][f"zebra_GT_x{factor}"]
+    hr, lr = sr_pair(load_image(SHARED / "data" / "dip" / "sr" / "zebra_GT.png"), factor)
+    assert list(hr.shape) == [facts["HR"][1], facts["HR"][2], 3]
+    assert list(lr.shape) == [facts["LR"][1], facts["LR"][2], 3]
+    assert float(lr.mean()) == pytest.approx(facts["LR_mean"], abs=1 / 255)
+    np.testing.assert_allclose(lr[0, 0], facts["LR_first_px"], atol=1 / 255 + 1e-6)
