@@ -41,6 +41,10 @@ class NetSpec:
         merged.update({k: _freeze(v) for k, v in kwargs.items()})
         return NetSpec(self.constructor, self.args, tuple(sorted(merged.items())))
 
+    def to_dict(self) -> dict:
+        return {"constructor": self.constructor, "args": list(self.args),
+                "kwargs": dict(self.kwargs)}
+
     def build(self):
         return _CONSTRUCTORS[self.constructor](*self.args, **dict(self.kwargs))
 

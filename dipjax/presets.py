@@ -100,7 +100,7 @@ PRESETS = {p.name: p for p in [
     Preset("flash-no-flash", "flash-no-flash", _R["flash_no_flash"], input_kind="image",
            input_depth=3, lr=0.1, iters=601, reg_noise_std=0.0),
     # CPU presets: a 4-scale, 32-channel skip net; measured against the baseline in README.
-    Preset("denoise-fast", "denoise", _fast_skip(32, 4, 4), input_depth=8, iters=400,
+    Preset("denoise-fast", "denoise", _fast_skip(32, 4, 4), input_depth=8, iters=1500,
            backtrack_every=1),
     Preset("superres-fast", "superres", _fast_skip(32, 4, 4), input_depth=8, iters=1200,
            reg_noise_std=0.03, scale=4),

@@ -41,6 +41,8 @@ def _json_bytes(obj) -> bytes:
 
 
 def _jsonable(o):
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
     if dataclasses.is_dataclass(o):
         return dataclasses.asdict(o)
     if isinstance(o, (np.floating, np.integer)):
@@ -114,7 +116,8 @@ def summary(res, args=None) -> dict:
     dev = jax.devices()[0]
     return {
         "task": res.preset.task, "preset": res.preset.name,
-        "hyperparameters": dataclasses.asdict(res.preset), "seed": res.seed,
+        "hyperparameters": {f.name: getattr(res.preset, f.name)
+                            for f in dataclasses.fields(res.preset)}, "seed": res.seed,
         "iters_done": res.history[-1]["iter"] if res.history else 0,
         "interrupted": res.interrupted,
         "inputs": {k: getattr(args, k, None) for k in ("image", "mask", "gt", "flash", "degrade")},
