@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import jax
 import numpy as np
 
-from dipjax import io, tasks
+from dipjax import io, memory, tasks
 from dipjax.inputs import make_input
 from dipjax.io import InputError
 from dipjax.metrics import psnr_np, ssim
@@ -70,21 +70,47 @@ def build(problem: tasks.Problem, preset: Preset, seed: int):
         z = make_input(jax.random.fold_in(key, 1), preset.input_kind, preset.input_depth,
                        problem.out_hw, var=preset.input_var)
     net = net_with_io(preset.net, z.shape[-1], problem.channels, preset.init_style).build()
-    try:
-        out = jax.eval_shape(lambda x: net.init_with_output(jax.random.key(0), x)[0], z)
-    except (ValueError, TypeError, IndexError) as e:
-        raise InputError(f"image size {problem.out_hw[1]}x{problem.out_hw[0]} is too small for "
-                         f"preset {preset.name}'s generator ({e.__class__.__name__})") from None
-    if tuple(out.shape[1:3]) != tuple(problem.out_hw):
-        raise InputError(f"preset {preset.name}'s generator maps {problem.out_hw[1]}x"
-                         f"{problem.out_hw[0]} to {out.shape[2]}x{out.shape[1]}; use a size that "
-                         f"is a multiple of 2**(number of scales)")
+    out = _output_shape(net, z.shape)
+    if out is None or tuple(out[1:3]) != tuple(problem.out_hw):
+        h, w = problem.out_hw
+        got = "fails" if out is None else f"gives {out[2]}x{out[1]}"
+        raise InputError(f"image size {w}x{h}: preset {preset.name}'s generator {got} at this "
+                         f"size; it needs sides that are multiples of "
+                         f"{_minimum_side(net, z.shape[-1])} (at least that many pixels)")
+    check_memory(net, z.shape, problem.out_hw, preset.name)
     batch = {"z": z, "target": jax.numpy.asarray(problem.target[None])}
     if problem.mask is not None:
         batch["mask"] = jax.numpy.asarray(problem.mask[None])
     if problem.gt is not None:
         batch["gt"] = jax.numpy.asarray(problem.gt[None])
     return net, z, batch
+
+
+def check_memory(net, z_shape, hw, preset_name: str, n_fits: int = 1) -> None:
+    """Refuse, with the largest size that would fit, a fit that cannot fit the device."""
+    need, have = n_fits * memory.estimate_bytes(net, z_shape), memory.device_bytes()
+    if need > have:
+        h, w = memory.largest_side(need, have, hw)
+        raise InputError(f"image size {hw[1]}x{hw[0]}: preset {preset_name} needs about "
+                         f"{need / 2**30:.1f} GiB, the device has {have / 2**30:.1f} GiB; "
+                         f"downscale or crop to about {w}x{h} or smaller")
+
+
+def _output_shape(net, z_shape):
+    try:
+        f = lambda x: net.init_with_output(jax.random.key(0), x)[0]
+        return jax.eval_shape(f, jax.ShapeDtypeStruct(z_shape, jax.numpy.float32)).shape
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
+def _minimum_side(net, depth: int) -> int:
+    """The smallest power-of-two square side the net maps onto itself."""
+    for side in (2 ** k for k in range(1, 12)):
+        out = _output_shape(net, (1, side, side, depth))
+        if out is not None and tuple(out[1:3]) == (side, side):
+            return side
+    return 2048
 
 
 def _boundaries(iters: int, chunk: int, every: tuple) -> list:
@@ -103,13 +129,23 @@ def _boundaries(iters: int, chunk: int, every: tuple) -> list:
 
 
 def fit(problem: tasks.Problem, preset: Preset, *, seed: int = 0, chunk: int = 0,
-        save_every: int = 0, on_chunk: Optional[Callable] = None) -> FitResult:
-    """Run ``preset.iters`` steps on ``problem``. ``on_chunk(done, total, last_metrics)`` is
-    called on the host after every chunk (progress bars); if it returns True the fit stops there
-    and the result has ``interrupted=True``."""
+        save_every: int = 0, checkpoint_every: int = 0, on_chunk: Optional[Callable] = None,
+        on_checkpoint: Optional[Callable] = None, resume: Optional[tuple] = None) -> FitResult:
+    """Run ``preset.iters`` steps on ``problem``.
+
+    ``on_chunk(done, total, last_metrics)`` is called on the host after every chunk (progress
+    bars); if it returns True the fit stops there and the result has ``interrupted=True``.
+    ``on_checkpoint(state, history)`` is called at every multiple of ``checkpoint_every``.
+    ``resume=(state, history)`` continues a checkpointed fit; with the same settings the result
+    is bit-identical to an uninterrupted run (the chunks of steps are the same).
+    """
     net, z, batch = build(problem, preset, seed)
     tx = make_optimizer(preset.lr)
     state = init_state(net, tx, jax.random.key(seed), z)
+    history = []
+    if resume is not None:
+        state, history = resume
+        history = list(history)
     step = make_step(net, tx, problem.measure, loss=preset.loss,
                      reg_noise_std=preset.reg_noise_std, exp_weight=preset.exp_weight,
                      backtrack_every=preset.backtrack_every,
@@ -117,8 +153,11 @@ def fit(problem: tasks.Problem, preset: Preset, *, seed: int = 0, chunk: int = 0
     chunk = max(1, min(chunk or default_chunk(), preset.iters))
     compiled, compile_s = {}, 0.0
     render = make_render(net)
-    history, per_step, snapshots, done = [], [], {}, 0
-    for n in _boundaries(preset.iters, chunk, (save_every,)):
+    per_step, snapshots, done = [], {}, 0
+    for n in _boundaries(preset.iters, chunk, (save_every, checkpoint_every)):
+        if done + n <= len(history):  # already done before the resume
+            done += n
+            continue
         if n not in compiled:
             t = time.perf_counter()
             compiled[n] = make_runner(step, n).lower(state, batch).compile()
@@ -132,14 +171,23 @@ def fit(problem: tasks.Problem, preset: Preset, *, seed: int = 0, chunk: int = 0
         done += n
         if save_every and done % save_every == 0 and done < preset.iters:
             snapshots[done] = _clip(render(state.params, z)[0])
+        if on_checkpoint and checkpoint_every and done % checkpoint_every == 0 \
+                and done < preset.iters:
+            on_checkpoint(state, history)
         if on_chunk and on_chunk(done, preset.iters, history[-1]):
             break
-    full = [s for s, n in per_step if n == chunk] or [s for s, _ in per_step]
+    full = [s for s, n in per_step if n == chunk] or [s for s, _ in per_step] or [float("nan")]
     output = _clip(render(state.params, z)[0])
     output_avg = _clip(state.out_avg[0])
     return FitResult(output, output_avg, history, final_metrics(problem, output, output_avg),
                      compile_s, statistics.median(full), preset, seed, problem, snapshots, state,
-                     interrupted=done < preset.iters)
+                     interrupted=len(history) < preset.iters)
+
+
+def initial_state(problem: tasks.Problem, preset: Preset, seed: int):
+    """The state a fit starts from (a template for restoring checkpoints)."""
+    net, z, _ = build(problem, preset, seed)
+    return init_state(net, make_optimizer(preset.lr), jax.random.key(seed), z)
 
 
 def _scalar(v):
@@ -171,10 +219,12 @@ def prepare(task: str, preset: Preset, image: Optional[np.ndarray] = None, *,
             seed: int = 0) -> tasks.Problem:
     """Turn images (float32 (H, W, C) in [0, 1]) into a Problem using the preset's settings.
     With ``image=None`` the packaged image is used and degraded."""
+    p = preset
     if image is None:
         image, degrade = default_image(), True
+        if mask is None and p.mask_kind == "file":
+            p = p.replace(mask_kind="text")
     rng = np.random.default_rng(seed)
-    p = preset
     if task == "denoise":
         return tasks.prepare_denoise(image, gt=gt, degrade=degrade, noise=p.noise, sigma=p.sigma,
                                      density=p.density, quality=p.quality, crop=p.crop, rng=rng)

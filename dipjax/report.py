@@ -145,3 +145,32 @@ def write_outputs(out: pathlib.Path, res, args=None) -> None:
     atomic_write_bytes(out / "comparison.png", comparison_figure(res))
     atomic_write_bytes(out / "curves.png", curves_figure(res.history))
     atomic_write_bytes(out / "summary.json", _json_bytes(summary(res, args)))
+
+
+def write_ensemble_outputs(out: pathlib.Path, res, problem, preset, args=None) -> None:
+    """seed_S/output.png and output_avg.png per seed; mean.png, std.png (scaled to its maximum),
+    std.npy (raw, (H, W, C)), degraded.png, metrics.jsonl (lists over seeds), summary.json."""
+    from dipjax.ensemble import uncertainty_png
+
+    out = pathlib.Path(out)
+    for s, o, a in zip(res.seeds, res.outputs, res.outputs_avg):
+        (out / f"seed_{s}").mkdir(exist_ok=True)
+        save_png(out / f"seed_{s}" / "output.png", o)
+        save_png(out / f"seed_{s}" / "output_avg.png", a)
+    save_png(out / "mean.png", res.mean)
+    save_png(out / "std.png", uncertainty_png(res.std))
+    buf = _io.BytesIO()
+    np.save(buf, res.std.astype(np.float32))
+    atomic_write_bytes(out / "std.npy", buf.getvalue())
+    if problem.degraded is not None:
+        save_png(out / "degraded.png", problem.degraded)
+    lines = "".join(json.dumps(h) + "\n" for h in res.history)
+    atomic_write_bytes(out / "metrics.jsonl", lines.encode())
+    summ = {"task": preset.task, "preset": preset.name, "seeds": res.seeds,
+            "strategy": res.strategy,
+            "hyperparameters": {f.name: getattr(preset, f.name)
+                                for f in dataclasses.fields(preset)},
+            "compile_s": res.compile_s, "step_s_per_fit": res.step_s, "final": res.final,
+            "inputs": {k: getattr(args, k, None) for k in ("image", "mask", "gt", "flash",
+                                                           "degrade")}}
+    atomic_write_bytes(out / "summary.json", _json_bytes(summ))

@@ -110,16 +110,18 @@ def make_step(net, tx, measure: Measure, *, loss: str = "mse", reg_noise_std: fl
     return step
 
 
-def make_runner(step: Callable, n: int, batched: bool = False,
+def make_runner(step: Callable, n: int, batch_axes=None,
                 unroll: Optional[bool] = None) -> Callable:
     """jit(run(state, batch) -> (state, metrics[n])): ``n`` steps by ``lax.scan``, the state
-    donated. With ``batched``, state and batch carry a leading fit axis and the step is vmapped.
+    donated. With ``batch_axes`` (a dict like the batch: 0 for a leaf stacked per fit, None for
+    one shared by all fits) the state carries a leading fit axis and the step is vmapped, so
+    each fit keeps its own BatchNorm statistics.
 
     ``unroll`` (default: on the CPU only) unrolls the scan: XLA's CPU convolutions run several
     times slower inside a loop body than unrolled (measured in README), while accelerators
     prefer the rolled loop (short compile, one launch per chunk).
     """
-    one = jax.vmap(step) if batched else step
+    one = step if batch_axes is None else jax.vmap(step, in_axes=(0, batch_axes))
     if unroll is None:
         unroll = jax.default_backend() == "cpu"
 

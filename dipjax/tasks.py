@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io as _io
+import warnings
 from typing import Callable, Optional
 
 import jax
@@ -130,8 +131,13 @@ def rect_mask(hw, frac: float = 0.25) -> np.ndarray:
 
 
 def binarize_mask(mask: np.ndarray, path="mask") -> np.ndarray:
-    """Threshold at 0.5 (1 = known). Refuses a mask with no known pixel."""
-    m = (mask.mean(axis=-1, keepdims=True) > 0.5).astype(np.float32)
+    """Threshold the channel mean at 0.5 (1 = known), warning when the mask is not binary.
+    Refuses a mask with no known pixel."""
+    mean = mask.mean(axis=-1, keepdims=True)
+    if not np.isin(mean, (0.0, 1.0)).all():
+        warnings.warn(f"{path}: mask is not binary; thresholded at 0.5 (white = known)",
+                      stacklevel=2)
+    m = (mean > 0.5).astype(np.float32)
     if m.sum() == 0:
         raise InputError(f"{path}: the mask marks no pixel as known (all values <= 0.5)")
     return m

@@ -37,10 +37,13 @@ def _convert(module: dict, leaf: str, value: np.ndarray, key: str) -> tuple[str,
 def load(state_dict: Mapping[str, np.ndarray], variables) -> dict:
     """Return a copy of ``variables`` with every parameter taken from ``state_dict``.
 
+    ``variables`` may hold arrays or shape/dtype structs (from ``jax.eval_shape(net.init, ...)``).
+
     Raises ``WeightMismatch`` naming the first key with no counterpart, the first shape that
     differs, or the first Flax parameter that no key filled.
     """
-    params = jax.tree_util.tree_map(np.asarray, unfreeze(variables)["params"])
+    template = unfreeze(variables)["params"]
+    params = {m: dict(leaves) for m, leaves in template.items()}
     filled = set()
     for key, value in state_dict.items():
         value = np.asarray(value)
@@ -56,12 +59,13 @@ def load(state_dict: Mapping[str, np.ndarray], variables) -> dict:
         if converted.shape != expected:
             raise WeightMismatch(f"{key}: shape {value.shape} converts to {converted.shape}, "
                                  f"expected {expected}")
-        params[prefix][name] = converted.astype(params[prefix][name].dtype)
+        params[prefix][name] = converted.astype(template[prefix][name].dtype)
         filled.add((prefix, name))
     missing = [f"{m}/{n}" for m, leaves in params.items() for n in leaves if (m, n) not in filled]
     if missing:
         raise WeightMismatch(f"no state_dict key for Flax parameter {missing[0]} "
                              f"({len(missing)} missing)")
     out = dict(unfreeze(variables))
-    out["params"] = jax.tree_util.tree_map(jax.numpy.asarray, params)
+    out["params"] = {m: {n: jax.numpy.asarray(v) for n, v in leaves.items()}
+                     for m, leaves in params.items()}
     return out

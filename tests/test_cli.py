@@ -14,6 +14,8 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
 
 def cli(*args, timeout=600):
+    if "--help" not in args and "--chunk" not in args:
+        args = (*args, "--chunk", 1)
     return subprocess.run([sys.executable, "-m", "dipjax.fit", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=ENV)
 
@@ -103,3 +105,17 @@ def test_help_lists_every_flag():
                  "--sigma", "--iters", "--lr", "--seed", "--out", "--save-every", "--quiet"):
         assert flag in r.stdout
     assert "default" in r.stdout
+
+
+def test_seed_ensemble_outputs(small_png, tmp_path):
+    out = tmp_path / "ens"
+    r = cli("--task", "denoise", "--image", small_png, "--degrade", "--iters", 4, "--seeds", 2,
+            "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    for name in ("seed_0/output.png", "seed_1/output.png", "mean.png", "std.png", "std.npy",
+                 "metrics.jsonl", "summary.json"):
+        assert (out / name).is_file(), name
+    std = np.load(out / "std.npy")
+    assert std.shape == (64, 64, 3) and std.max() > 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["seeds"] == [0, 1] and "psnr_mean" in s["final"]

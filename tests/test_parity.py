@@ -57,7 +57,7 @@ def _transplanted(name):
     meta = META[name]
     net = SPECS[name].build()
     x = _nhwc(synthetic_input(meta["input_shape_nchw"], meta["input_seed"]))
-    variables = net.init(jax.random.key(0), x)
+    variables = jax.eval_shape(net.init, jax.random.key(0), x)
     sd = synthetic_state_dict(meta["state_dict"], meta["weight_seed"])
     return net, torch_weights.load(sd, variables), x
 
@@ -113,4 +113,4 @@ def test_get_net_builds_all_types():
     for t in nets.NET_TYPES:
         net = nets.get_net(2, t, "reflection", "nearest")
         x = jnp.zeros((1, 4, 4, 2) if t == "dcgan" else (1, 64, 64, 2))
-        assert net.init(jax.random.key(0), x)["params"]
+        assert jax.eval_shape(net.init, jax.random.key(0), x)["params"]

@@ -1,0 +1,81 @@
+"""Image loading across formats, and a property test over shapes, channels and dtypes."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from dipjax.io import InputError, crop_to_multiple, load_image, save_png
+
+
+def test_grey_rgba_palette_and_16bit(tmp_path):
+    rgb = (np.random.default_rng(0).random((9, 11, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "g.png")
+    Image.fromarray(np.dstack([rgb, np.full((9, 11), 128, np.uint8)])).save(tmp_path / "a.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "p.png")
+    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(tmp_path / "s.png")
+    g = load_image(tmp_path / "g.png")
+    assert g.shape == (9, 11, 1) and g.dtype == np.float32
+    np.testing.assert_allclose(g[..., 0], rgb[..., 0] / 255.0, atol=1e-7)
+    with pytest.warns(UserWarning, match="alpha channel dropped"):
+        a = load_image(tmp_path / "a.png")
+    np.testing.assert_allclose(a, rgb / 255.0, atol=1e-7)
+    p = load_image(tmp_path / "p.png")
+    assert p.shape == (9, 11, 3) and 0 <= p.min() and p.max() <= 1
+    s = load_image(tmp_path / "s.png")
+    np.testing.assert_allclose(s[..., 0], rgb[..., 0] / 255.0, atol=1e-6)
+
+
+def test_missing_folder_not_image_truncated(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        load_image(tmp_path / "none.png")
+    with pytest.raises(InputError, match="is a folder"):
+        load_image(tmp_path)
+    (tmp_path / "t.png").write_text("hello")
+    with pytest.raises(InputError, match="not an image"):
+        load_image(tmp_path / "t.png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 7).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_image(tmp_path / "cut.png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 7).save(tmp_path / "full.jpg")
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:200])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        load_image(tmp_path / "cut.jpg")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(h=st.integers(1, 40), w=st.integers(1, 40), mode=st.sampled_from(["L", "RGB", "RGBA",
+                                                                       "I;16", "P", "LA"]))
+def test_loader_round_trip_property(tmp_path, h, w, mode):
+    rng = np.random.default_rng(h * 100 + w)
+    if mode == "I;16":
+        arr = rng.integers(0, 65536, (h, w), dtype=np.uint16)
+        img = Image.fromarray(arr)
+    else:
+        img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode)
+    path = tmp_path / f"x_{mode.replace(';', '')}_{h}_{w}.png"
+    img.save(path)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = load_image(path)
+    assert out.dtype == np.float32 and out.shape[:2] == (h, w)
+    assert out.shape[2] == (1 if mode in ("L", "LA", "I;16") else 3)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    if mode == "I;16":
+        np.testing.assert_allclose(out[..., 0], arr / 65535.0, atol=1e-6)
+    if mode in ("L", "RGB"):
+        save_png(tmp_path / "back.png", out)
+        np.testing.assert_array_equal(load_image(tmp_path / "back.png"), out)
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(1, 300), w=st.integers(1, 300), d=st.sampled_from([8, 32, 64]))
+def test_crop_to_multiple_property(h, w, d):
+    img = np.zeros((h, w, 1))
+    out = crop_to_multiple(img, d)
+    assert out.shape[0] == h - h % d and out.shape[1] == w - w % d
