@@ -66,7 +66,8 @@ def comparison_figure(res) -> bytes:
     import matplotlib.pyplot as plt
 
     p = res.problem
-    panels = [("input", p.degraded), ("dipjax (average)", res.output_avg)]
+    first = "input (bicubic)" if p.task == "superres" else "input"
+    panels = [(first, p.degraded), ("dipjax (average)", res.output_avg)]
     if p.gt is not None:
         panels.append(("ground truth", p.gt))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.3))

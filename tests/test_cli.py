@@ -81,12 +81,24 @@ def test_existing_output_folder_is_refused(run_dir, small_png):
     (["--task", "denoise", "--image", "/nonexistent.png"], "/nonexistent.png: no such file"),
     (["--preset", "superres-x4", "--task", "denoise"], "is for --task superres"),
     (["--task", "inpaint", "--image", "IMG", "--mask", "MASK"], "differs from the image"),
+    (["--task", "denoise", "--image", "TEXT"], "not an image"),
+    (["--task", "denoise", "--image", "TINY", "--preset", "denoise"],
+     "fails at this size; it needs sides that are multiples of 64"),
+    (["--task", "denoise", "--image", "IMG", "--out-in-file"], "cannot write there"),
 ])
 def test_bad_input_is_one_line_and_status_2(args, message, small_png, tmp_path):
     mask = tmp_path / "mask.png"
     Image.fromarray(np.full((32, 40), 255, np.uint8)).save(mask)
-    args = [str(small_png) if a == "IMG" else str(mask) if a == "MASK" else a for a in args]
-    r = cli(*args, "--out", tmp_path / "o")
+    (tmp_path / "text.png").write_text("not a picture")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "tiny.png")
+    subst = {"IMG": small_png, "MASK": mask, "TEXT": tmp_path / "text.png",
+             "TINY": tmp_path / "tiny.png"}
+    out = tmp_path / "o"
+    if "--out-in-file" in args:
+        args.remove("--out-in-file")
+        out = tmp_path / "text.png" / "o"
+    args = [str(subst.get(a, a)) for a in args]
+    r = cli(*args, "--out", out)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -77,3 +77,10 @@ def test_denoise_crop_is_noted():
     p = tasks.prepare_denoise(np.zeros((70, 40, 3), np.float32), crop=32)
     assert p.target.shape == (64, 32, 3)
     assert "cropped 40x70 to 32x64" in p.notes[0]
+
+
+def test_non_binary_mask_is_thresholded_with_a_warning():
+    grey = np.array([[0.2, 0.7], [0.5, 1.0]], np.float32)[..., None]
+    with pytest.warns(UserWarning, match="not binary; thresholded at 0.5"):
+        m = tasks.binarize_mask(grey, "m.png")
+    np.testing.assert_array_equal(m[..., 0], [[0, 1], [0, 1]])
