@@ -46,7 +46,7 @@ class Preset:
     quality: int = 10
     mask_kind: str = "file"
     keep: float = 0.5
-    init_style: str = "modern"
+    init_style: str = "legacy"
 
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

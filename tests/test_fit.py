@@ -106,3 +106,9 @@ def test_too_small_image_is_a_clear_error():
     prob = tasks.prepare_denoise(np.zeros((3, 3, 3), np.float32), crop=0)
     with pytest.raises(api.InputError, match="fails at this size.*multiples of 16"):
         api.build(prob, p, 0)
+
+
+def test_grey_image_gives_a_grey_output():
+    p = tiny_preset("denoise", iters=3)
+    res = api.fit(api.prepare("denoise", p, smooth_image(c=1), degrade=True), p, chunk=1)
+    assert res.output.shape == (32, 32, 1) and res.output_avg.shape == (32, 32, 1)
