@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import statistics
-import time
 from typing import Callable, Optional
 
 import jax
@@ -25,8 +24,8 @@ from dipjax.step import (
     init_state,
     make_optimizer,
     make_render,
-    make_runner,
     make_step,
+    run_chunks,
 )
 
 
@@ -151,24 +150,15 @@ def fit(problem: tasks.Problem, preset: Preset, *, seed: int = 0, chunk: int = 0
                      backtrack_every=preset.backtrack_every,
                      backtrack_drop_db=preset.backtrack_drop_db)
     chunk = max(1, min(chunk or default_chunk(), preset.iters))
-    compiled, compile_s = {}, 0.0
     render = make_render(net)
-    per_step, snapshots, done = [], {}, 0
-    for n in _boundaries(preset.iters, chunk, (save_every, checkpoint_every)):
-        if done + n <= len(history):  # already done before the resume
-            done += n
-            continue
-        if n not in compiled:
-            t = time.perf_counter()
-            compiled[n] = make_runner(step, n).lower(state, batch).compile()
-            compile_s += time.perf_counter() - t
-        t = time.perf_counter()
-        state, m = compiled[n](state, batch)
-        m = jax.device_get(m)
-        per_step.append(((time.perf_counter() - t) / n, n))
+    per_step, snapshots, timing = [], {}, {}
+    sizes = _boundaries(preset.iters, chunk, (save_every, checkpoint_every))
+    for state, done, n, m, seconds in run_chunks(step, state, batch, sizes, skip=len(history),
+                                                 timing=timing):
+        per_step.append((seconds / n, n))
         for i in range(n):
-            history.append({"iter": done + i + 1, **{k: _scalar(v[i]) for k, v in m.items()}})
-        done += n
+            history.append({"iter": done - n + i + 1,
+                            **{k: _scalar(v[i]) for k, v in m.items()}})
         if save_every and done % save_every == 0 and done < preset.iters:
             snapshots[done] = _clip(render(state.params, z)[0])
         if on_checkpoint and checkpoint_every and done % checkpoint_every == 0 \
@@ -180,7 +170,8 @@ def fit(problem: tasks.Problem, preset: Preset, *, seed: int = 0, chunk: int = 0
     output = _clip(render(state.params, z)[0])
     output_avg = _clip(state.out_avg[0])
     return FitResult(output, output_avg, history, final_metrics(problem, output, output_avg),
-                     compile_s, statistics.median(full), preset, seed, problem, snapshots, state,
+                     timing["compile_s"], statistics.median(full), preset, seed, problem,
+                     snapshots, state,
                      interrupted=len(history) < preset.iters)
 
 

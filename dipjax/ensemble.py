@@ -9,7 +9,6 @@ seeds cost K single fits. ``auto`` picks ``sequential`` on a CPU, ``vmap`` elsew
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Sequence
 
 import jax
@@ -19,7 +18,7 @@ import numpy as np
 from dipjax import api
 from dipjax.metrics import psnr_np
 from dipjax.presets import Preset
-from dipjax.step import default_chunk, init_state, make_optimizer, make_runner, make_step
+from dipjax.step import default_chunk, init_state, make_optimizer, make_step, run_chunks
 
 STRATEGIES = ("auto", "vmap", "sequential")
 
@@ -84,26 +83,20 @@ def _fit_vmapped(problem, preset, seeds, chunk, on_chunk):
                      backtrack_every=preset.backtrack_every,
                      backtrack_drop_db=preset.backtrack_drop_db)
     chunk = max(1, min(chunk or default_chunk(), preset.iters))
-    compiled, compile_s, per_step, history, done = {}, 0.0, [], [], 0
-    for n in api._boundaries(preset.iters, chunk, ()):
-        if n not in compiled:
-            t = time.perf_counter()
-            compiled[n] = make_runner(step, n, batch_axes=axes).lower(state, batch).compile()
-            compile_s += time.perf_counter() - t
-        t = time.perf_counter()
-        state, m = compiled[n](state, batch)
-        m = jax.device_get(m)
-        per_step.append((time.perf_counter() - t) / (n * len(seeds)))
+    per_step, history, timing = [], [], {}
+    sizes = api._boundaries(preset.iters, chunk, ())
+    for state, done, n, m, seconds in run_chunks(step, state, batch, sizes, batch_axes=axes,
+                                                 timing=timing):
+        per_step.append(seconds / (n * len(seeds)))
         for i in range(n):
-            history.append({"iter": done + i + 1,
+            history.append({"iter": done - n + i + 1,
                             **{k: [api._scalar(x) for x in v[i]] for k, v in m.items()}})
-        done += n
         if on_chunk and on_chunk(done, preset.iters, history[-1]):
             break
     render = jax.jit(jax.vmap(lambda p, z: net.apply({"params": p}, z)))
     outputs = np.clip(np.asarray(render(state.params, batch["z"]))[:, 0], 0, 1)
     outputs_avg = np.clip(np.asarray(state.out_avg)[:, 0], 0, 1)
-    return outputs, outputs_avg, history, compile_s, float(np.median(per_step))
+    return outputs, outputs_avg, history, timing["compile_s"], float(np.median(per_step))
 
 
 def uncertainty_png(std: np.ndarray) -> np.ndarray:

@@ -7,7 +7,6 @@ snapshots/iter_NNNNNN.png. Errors in the user's input end with one line on stder
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import pathlib
 import signal

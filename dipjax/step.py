@@ -7,6 +7,7 @@ when known, ``gt`` (1, H, W, C); all float32.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Optional
 
 import flax.struct
@@ -130,6 +131,30 @@ def make_runner(step: Callable, n: int, batch_axes=None,
                             unroll=n if unroll else 1)
 
     return jax.jit(run, donate_argnums=0)
+
+
+def run_chunks(step: Callable, state, batch: dict, sizes, *, batch_axes=None, skip: int = 0,
+               timing: Optional[dict] = None):
+    """Run chunks of ``sizes`` steps, compiling each distinct size once; after each chunk yield
+    (state, done, n, metrics on the host, seconds of that chunk). Chunks that end at or before
+    ``skip`` iterations are passed over (a resumed fit). ``timing['compile_s']`` accumulates
+    the compile time."""
+    compiled, done = {}, 0
+    timing = {} if timing is None else timing
+    timing.setdefault("compile_s", 0.0)
+    for n in sizes:
+        if done + n <= skip:
+            done += n
+            continue
+        if n not in compiled:
+            t = time.perf_counter()
+            compiled[n] = make_runner(step, n, batch_axes).lower(state, batch).compile()
+            timing["compile_s"] += time.perf_counter() - t
+        t = time.perf_counter()
+        state, m = compiled[n](state, batch)
+        m = jax.device_get(m)
+        done += n
+        yield state, done, n, m, time.perf_counter() - t
 
 
 def default_chunk() -> int:

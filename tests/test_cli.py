@@ -1,7 +1,6 @@
 """The command line, run as a user would: in a subprocess."""
 import json
 import os
-import pathlib
 import subprocess
 import sys
 

@@ -4,7 +4,6 @@ import pytest
 
 from dipjax import tasks
 from dipjax.io import InputError
-from dipjax.ops import Downsampler
 
 
 def test_mask_measure_ignores_missing_pixels(image):
