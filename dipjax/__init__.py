@@ -1,5 +1,7 @@
 """dipjax: Deep Image Prior in JAX."""
-from dipjax.nets import UNet, ResNet, count_params, dcgan, get_net, get_texture_nets, skip
+from dipjax.nets import ResNet, UNet, count_params, dcgan, get_net, get_texture_nets, skip
+from dipjax.api import fit, fit_image, prepare
 
 __version__ = "0.1.0"
-__all__ = ["ResNet", "UNet", "count_params", "dcgan", "get_net", "get_texture_nets", "skip"]
+__all__ = ["ResNet", "UNet", "count_params", "dcgan", "fit", "fit_image", "get_net",
+           "get_texture_nets", "prepare", "skip"]

@@ -246,15 +246,19 @@ def synthetic_flash_pair(img: np.ndarray, rng: np.random.Generator):
 
 def fit_image(task: str, image=None, *, preset: Optional[str] = None, mask=None, gt=None,
               flash=None, degrade: bool = False, seed: int = 0, iters: Optional[int] = None,
-              lr: Optional[float] = None, **overrides) -> FitResult:
-    """Restore one image. ``image``/``mask``/``gt``/``flash``: arrays or paths. ``preset``: a
-    name from ``dipjax.presets.PRESETS`` (default: the task's fast preset). Other keyword
-    arguments override preset fields (e.g. ``reg_noise_std=0``)."""
+              lr: Optional[float] = None, chunk: int = 0, **overrides) -> FitResult:
+    """Restore one image. ``image``/``mask``/``gt``/``flash``: arrays (H, W, C) in [0, 1] or
+    paths. ``preset``: a name from ``dipjax.presets.PRESETS`` (default: the task's fast preset).
+    Other keyword arguments override preset fields (e.g. ``reg_noise_std=0``)."""
     from dipjax.presets import FAST_DEFAULT
 
     p = get_preset(preset or FAST_DEFAULT[task], task).replace(iters=iters, lr=lr, **overrides)
-    load = lambda x: io.load_image(x) if isinstance(x, (str, bytes)) or hasattr(x, "__fspath__") else x
-    problem = prepare(task, p, load(image) if image is not None else None, mask=load(mask)
-                      if mask is not None else None, gt=load(gt) if gt is not None else None,
-                      flash=load(flash) if flash is not None else None, degrade=degrade, seed=seed)
-    return fit(problem, p, seed=seed)
+
+    def load(x):
+        if x is None or isinstance(x, np.ndarray):
+            return x
+        return io.load_image(x)
+
+    problem = prepare(task, p, load(image), mask=load(mask), gt=load(gt), flash=load(flash),
+                      degrade=degrade, seed=seed)
+    return fit(problem, p, seed=seed, chunk=chunk)

@@ -112,3 +112,13 @@ def test_grey_image_gives_a_grey_output():
     p = tiny_preset("denoise", iters=3)
     res = api.fit(api.prepare("denoise", p, smooth_image(c=1), degrade=True), p, chunk=1)
     assert res.output.shape == (32, 32, 1) and res.output_avg.shape == (32, 32, 1)
+
+
+def test_fit_image_from_a_path(tmp_path):
+    import dipjax
+    from PIL import Image
+
+    path = tmp_path / "noisy.png"
+    Image.fromarray((smooth_image(32, 32) * 255).astype(np.uint8)).save(path)
+    res = dipjax.fit_image("denoise", path, preset="denoise-fast", iters=2, chunk=1)
+    assert res.output_avg.shape == (32, 32, 3) and len(res.history) == 2
