@@ -57,6 +57,12 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(np.asarray(img, np.float64), 0, 1) * 255).astype(np.uint8)
 
 
+def to_pil(img: np.ndarray) -> Image.Image:
+    """A float (H, W, 1 | 3) image in [0, 1] as an 8-bit Pillow image ('L' or 'RGB')."""
+    u8 = to_uint8(img)
+    return Image.fromarray(u8[..., 0] if u8.ndim == 3 and u8.shape[-1] == 1 else u8)
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
     path = pathlib.Path(path)
@@ -75,11 +81,8 @@ def save_png(path, img: np.ndarray) -> None:
     """Save a float (H, W, C) image in [0, 1] (C = 1 or 3) as an 8-bit PNG, atomically."""
     import io as _io
 
-    arr = to_uint8(img)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
     buf = _io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    to_pil(img).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -98,8 +101,7 @@ def sr_pair(img: np.ndarray, factor: int, multiple: int = 32) -> tuple[np.ndarra
     multiples of ``multiple``; LR is Pillow's antialiased Lanczos resize of HR to
     (H // factor, W // factor), computed on 8-bit values as the reference does.
     """
-    u8 = to_uint8(img)
-    pil = Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8)
+    pil = to_pil(img)
     w, h = pil.size
     nw, nh = w - w % multiple, h - h % multiple
     hr = pil.crop(((w - nw) / 2, (h - nh) / 2, (w + nw) / 2, (h + nh) / 2))
@@ -110,6 +112,4 @@ def sr_pair(img: np.ndarray, factor: int, multiple: int = 32) -> tuple[np.ndarra
 
 def bicubic_upscale(lr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """The reference's bicubic baseline: Pillow BICUBIC resize of the 8-bit LR image."""
-    u8 = to_uint8(lr)
-    pil = Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8)
-    return _to_array(pil.resize((size_hw[1], size_hw[0]), Image.BICUBIC), "")
+    return _to_array(to_pil(lr).resize((size_hw[1], size_hw[0]), Image.BICUBIC), "")

@@ -105,6 +105,11 @@ def curves_figure(history: list) -> bytes:
     return _figure_bytes(fig)
 
 
+def hyperparameters(preset) -> dict:
+    """Every field of a preset, the generator spec left as an object for ``_jsonable``."""
+    return {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset)}
+
+
 def summary(res, args=None) -> dict:
     import jax
 
@@ -117,8 +122,7 @@ def summary(res, args=None) -> dict:
     dev = jax.devices()[0]
     return {
         "task": res.preset.task, "preset": res.preset.name,
-        "hyperparameters": {f.name: getattr(res.preset, f.name)
-                            for f in dataclasses.fields(res.preset)}, "seed": res.seed,
+        "hyperparameters": hyperparameters(res.preset), "seed": res.seed,
         "iters_done": res.history[-1]["iter"] if res.history else 0,
         "interrupted": res.interrupted,
         "inputs": {k: getattr(args, k, None) for k in ("image", "mask", "gt", "flash", "degrade")},
@@ -169,8 +173,7 @@ def write_ensemble_outputs(out: pathlib.Path, res, problem, preset, args=None) -
     atomic_write_bytes(out / "metrics.jsonl", lines.encode())
     summ = {"task": preset.task, "preset": preset.name, "seeds": res.seeds,
             "strategy": res.strategy,
-            "hyperparameters": {f.name: getattr(preset, f.name)
-                                for f in dataclasses.fields(preset)},
+            "hyperparameters": hyperparameters(preset),
             "compile_s": res.compile_s, "step_s_per_fit": res.step_s, "final": res.final,
             "inputs": {k: getattr(args, k, None) for k in ("image", "mask", "gt", "flash",
                                                            "degrade")}}

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from dipjax.io import InputError, bicubic_upscale, crop_to_multiple, sr_pair, to_uint8
+from dipjax.io import InputError, bicubic_upscale, crop_to_multiple, sr_pair, to_pil
 from dipjax.ops.downsampler import Downsampler
 
 TASKS = ("denoise", "superres", "inpaint", "restore", "flash-no-flash")
@@ -92,10 +92,8 @@ def add_salt_pepper(img: np.ndarray, density: float, rng: np.random.Generator) -
 
 def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
     """Round-trip through Pillow's JPEG encoder at ``quality`` (1-95)."""
-    u8 = to_uint8(img)
-    pil = Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8)
     buf = _io.BytesIO()
-    pil.save(buf, format="JPEG", quality=int(quality))
+    to_pil(img).save(buf, format="JPEG", quality=int(quality))
     arr = np.asarray(Image.open(buf), np.float32) / 255.0
     return arr[..., None] if arr.ndim == 2 else arr
 
