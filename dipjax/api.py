@@ -34,7 +34,9 @@ class FitResult:
     """output: the net's output for the unperturbed input after the last step; output_avg: the
     moving average of the outputs (both (H, W, C) float32, clipped to [0, 1]). history: one dict
     per iteration. final: final metrics. compile_s / step_s: compile time and the median seconds
-    per iteration after it. snapshots: {iteration: output} at ``save_every``."""
+    per iteration after it. snapshots: {iteration: output} at ``save_every``. early_stop: with
+    the detector on, {'iter': detected iteration, 'fired': bool, 'fired_at': iteration it fired
+    (0 = not yet), 'output': the output at the detected iteration}, else None."""
 
     output: np.ndarray
     output_avg: np.ndarray
@@ -48,6 +50,7 @@ class FitResult:
     snapshots: dict = dataclasses.field(default_factory=dict)
     state: object = None
     interrupted: bool = False
+    early_stop: Optional[dict] = None
 
 
 def default_image() -> np.ndarray:
@@ -76,7 +79,8 @@ def build(problem: tasks.Problem, preset: Preset, seed: int):
         raise InputError(f"image size {w}x{h}: preset {preset.name}'s generator {got} at this "
                          f"size; it needs sides that are multiples of "
                          f"{_minimum_side(net, z.shape[-1])} (at least that many pixels)")
-    check_memory(net, z.shape, problem.out_hw, preset.name)
+    check_memory(net, z.shape, problem.out_hw, preset.name,
+                 extra_bytes=early_stop_bytes(problem, preset))
     batch = {"z": z, "target": jax.numpy.asarray(problem.target[None])}
     if problem.mask is not None:
         batch["mask"] = jax.numpy.asarray(problem.mask[None])
@@ -85,9 +89,18 @@ def build(problem: tasks.Problem, preset: Preset, seed: int):
     return net, z, batch
 
 
-def check_memory(net, z_shape, hw, preset_name: str, n_fits: int = 1) -> None:
+def early_stop_bytes(problem: tasks.Problem, preset: Preset) -> int:
+    """Device memory of the early-stopping detector: its window of outputs and the best one."""
+    if preset.early_stop == "off":
+        return 0
+    return (preset.es_window + 1) * 4 * int(np.prod(problem.out_hw)) * problem.channels
+
+
+def check_memory(net, z_shape, hw, preset_name: str, n_fits: int = 1,
+                 extra_bytes: int = 0) -> None:
     """Refuse, with the largest size that would fit, a fit that cannot fit the device."""
-    need, have = n_fits * memory.estimate_bytes(net, z_shape), memory.device_bytes()
+    need = n_fits * (memory.estimate_bytes(net, z_shape) + extra_bytes)
+    have = memory.device_bytes()
     if need > have:
         h, w = memory.largest_side(need, have, hw)
         raise InputError(f"image size {hw[1]}x{hw[0]}: preset {preset_name} needs about "
@@ -129,7 +142,8 @@ def _boundaries(iters: int, chunk: int, every: tuple) -> list:
 
 def fit(problem: tasks.Problem, preset: Preset, *, seed: int = 0, chunk: int = 0,
         save_every: int = 0, checkpoint_every: int = 0, on_chunk: Optional[Callable] = None,
-        on_checkpoint: Optional[Callable] = None, resume: Optional[tuple] = None) -> FitResult:
+        on_checkpoint: Optional[Callable] = None, resume: Optional[tuple] = None,
+        compiled: Optional[dict] = None) -> FitResult:
     """Run ``preset.iters`` steps on ``problem``.
 
     ``on_chunk(done, total, last_metrics)`` is called on the host after every chunk (progress
@@ -137,24 +151,23 @@ def fit(problem: tasks.Problem, preset: Preset, *, seed: int = 0, chunk: int = 0
     ``on_checkpoint(state, history)`` is called at every multiple of ``checkpoint_every``.
     ``resume=(state, history)`` continues a checkpointed fit; with the same settings the result
     is bit-identical to an uninterrupted run (the chunks of steps are the same).
+    ``compiled``: a cache of compiled chunks shared by fits of same-shaped problems with the same
+    preset (``dipjax.batch``).
     """
     net, z, batch = build(problem, preset, seed)
     tx = make_optimizer(preset.lr)
-    state = init_state(net, tx, jax.random.key(seed), z)
+    state = init_state(net, tx, jax.random.key(seed), z, _es_window(preset))
     history = []
     if resume is not None:
         state, history = resume
         history = list(history)
-    step = make_step(net, tx, problem.measure, loss=preset.loss,
-                     reg_noise_std=preset.reg_noise_std, exp_weight=preset.exp_weight,
-                     backtrack_every=preset.backtrack_every,
-                     backtrack_drop_db=preset.backtrack_drop_db)
+    step = preset_step(net, tx, problem, preset)
     chunk = max(1, min(chunk or default_chunk(), preset.iters))
     render = make_render(net)
-    per_step, snapshots, timing = [], {}, {}
+    per_step, snapshots, timing, halted = [], {}, {}, False
     sizes = _boundaries(preset.iters, chunk, (save_every, checkpoint_every))
     for state, done, n, m, seconds in run_chunks(step, state, batch, sizes, skip=len(history),
-                                                 timing=timing):
+                                                 timing=timing, compiled=compiled):
         per_step.append((seconds / n, n))
         for i in range(n):
             history.append({"iter": done - n + i + 1,
@@ -166,19 +179,51 @@ def fit(problem: tasks.Problem, preset: Preset, *, seed: int = 0, chunk: int = 0
             on_checkpoint(state, history)
         if on_chunk and on_chunk(done, preset.iters, history[-1]):
             break
+        if preset.early_stop == "halt" and bool(state.es["fired"]):
+            halted = True
+            break
     full = [s for s, n in per_step if n == chunk] or [s for s, _ in per_step] or [float("nan")]
     output = _clip(render(state.params, z)[0])
     output_avg = _clip(state.out_avg[0])
-    return FitResult(output, output_avg, history, final_metrics(problem, output, output_avg),
+    es = early_stop_result(state.es)
+    final = final_metrics(problem, output, output_avg, es)
+    return FitResult(output, output_avg, history, final,
                      timing["compile_s"], statistics.median(full), preset, seed, problem,
                      snapshots, state,
-                     interrupted=len(history) < preset.iters)
+                     interrupted=len(history) < preset.iters and not halted, early_stop=es)
+
+
+def preset_step(net, tx, problem: tasks.Problem, preset: Preset):
+    """The step function of ``problem`` with every setting taken from ``preset``."""
+    return make_step(net, tx, problem.measure, loss=preset.loss,
+                     reg_noise_std=preset.reg_noise_std, exp_weight=preset.exp_weight,
+                     backtrack_every=preset.backtrack_every,
+                     backtrack_drop_db=preset.backtrack_drop_db, tv_weight=preset.tv_weight,
+                     es_patience=preset.es_patience)
+
+
+def _es_window(preset: Preset) -> int:
+    if preset.early_stop not in ("off", "mark", "halt"):
+        raise InputError(f"--early-stop must be off, mark or halt, got {preset.early_stop!r}")
+    if preset.early_stop != "off" and (preset.es_window < 2 or preset.es_patience < 1):
+        raise InputError("--es-window must be >= 2 and --es-patience >= 1")
+    return preset.es_window if preset.early_stop != "off" else 0
+
+
+def early_stop_result(es: dict) -> Optional[dict]:
+    """The detector's findings from a fit state's ``es`` (None when it was off)."""
+    if not es:
+        return None
+    return {"iter": int(es["best_iter"]), "fired": bool(es["fired"]),
+            "fired_at": int(es["fired_at"]), "wmv": float(es["best_var"]),
+            "output": _clip(np.asarray(es["best_out"])[0])}
 
 
 def initial_state(problem: tasks.Problem, preset: Preset, seed: int):
     """The state a fit starts from (a template for restoring checkpoints)."""
     net, z, _ = build(problem, preset, seed)
-    return init_state(net, make_optimizer(preset.lr), jax.random.key(seed), z)
+    return init_state(net, make_optimizer(preset.lr), jax.random.key(seed), z,
+                      _es_window(preset))
 
 
 def _scalar(v):
@@ -190,10 +235,14 @@ def _clip(x) -> np.ndarray:
     return np.clip(np.asarray(x, np.float32), 0.0, 1.0)
 
 
-def final_metrics(problem: tasks.Problem, output, output_avg) -> dict:
-    """PSNR/SSIM of the outputs and of the baseline against the ground truth, when known."""
+def final_metrics(problem: tasks.Problem, output, output_avg,
+                  early_stop: Optional[dict] = None) -> dict:
+    """PSNR/SSIM of the outputs (and of the early-stopping output) and of the baseline against
+    the ground truth, when known."""
     out = {}
     if problem.gt is not None:
+        if early_stop is not None and early_stop["iter"] > 0:
+            out["psnr_gt_es"] = psnr_np(early_stop["output"], problem.gt)
         gt = problem.gt
         out["psnr_gt"] = psnr_np(output, gt)
         out["psnr_gt_avg"] = psnr_np(output_avg, gt)
@@ -206,10 +255,11 @@ def final_metrics(problem: tasks.Problem, output, output_avg) -> dict:
 
 def prepare(task: str, preset: Preset, image: Optional[np.ndarray] = None, *,
             mask: Optional[np.ndarray] = None, gt: Optional[np.ndarray] = None,
-            flash: Optional[np.ndarray] = None, degrade: bool = False,
-            seed: int = 0) -> tasks.Problem:
+            flash: Optional[np.ndarray] = None, kernel: Optional[np.ndarray] = None,
+            degrade: bool = False, seed: int = 0) -> tasks.Problem:
     """Turn images (float32 (H, W, C) in [0, 1]) into a Problem using the preset's settings.
-    With ``image=None`` the packaged image is used and degraded."""
+    With ``image=None`` the packaged image is used and degraded. ``kernel``: deblur's kernel
+    image (else the preset's ``blur``)."""
     p = preset
     if image is None:
         image, degrade = default_image(), True
@@ -232,6 +282,9 @@ def prepare(task: str, preset: Preset, image: Optional[np.ndarray] = None, *,
                 raise InputError("--task flash-no-flash needs --flash FILE (the flash photo)")
             image, flash, gt = synthetic_flash_pair(image, rng)
         return tasks.prepare_flash(image, flash, gt=gt, crop=p.crop)
+    if task == "deblur":
+        return tasks.prepare_deblur(image, kernel=tasks.blur_kernel(p.blur, kernel), gt=gt,
+                                    degrade=degrade, sigma=p.sigma, crop=p.crop, rng=rng)
     raise InputError(f"--task must be one of {tasks.TASKS}, got {task!r}")
 
 
@@ -245,10 +298,11 @@ def synthetic_flash_pair(img: np.ndarray, rng: np.random.Generator):
 
 
 def fit_image(task: str, image=None, *, preset: Optional[str] = None, mask=None, gt=None,
-              flash=None, degrade: bool = False, seed: int = 0, iters: Optional[int] = None,
-              lr: Optional[float] = None, chunk: int = 0, **overrides) -> FitResult:
-    """Restore one image. ``image``/``mask``/``gt``/``flash``: arrays (H, W, C) in [0, 1] or
-    paths. ``preset``: a name from ``dipjax.presets.PRESETS`` (default: the task's fast preset).
+              flash=None, kernel=None, degrade: bool = False, seed: int = 0,
+              iters: Optional[int] = None, lr: Optional[float] = None, chunk: int = 0,
+              **overrides) -> FitResult:
+    """Restore one image. ``image``/``mask``/``gt``/``flash``/``kernel``: arrays (H, W, C) in
+    [0, 1] or paths. ``preset``: a name from ``dipjax.presets.PRESETS`` (default: the task's fast preset).
     Other keyword arguments override preset fields (e.g. ``reg_noise_std=0``)."""
     from dipjax.presets import FAST_DEFAULT
 
@@ -260,5 +314,33 @@ def fit_image(task: str, image=None, *, preset: Optional[str] = None, mask=None,
         return io.load_image(x)
 
     problem = prepare(task, p, load(image), mask=load(mask), gt=load(gt), flash=load(flash),
-                      degrade=degrade, seed=seed)
+                      kernel=load(kernel), degrade=degrade, seed=seed)
+    return fit(problem, p, seed=seed, chunk=chunk)
+
+
+def operator_problem(operator: Callable, measurement, shape, *, gt=None,
+                     baseline=None) -> tasks.Problem:
+    """A problem for any forward operator: the fit minimises loss(operator(x), measurement)
+    over images x = net(z) of ``shape`` (H, W, C) in [0, 1].
+
+    ``operator``: a jittable function from an image (H, W, C) to a measurement (any shape,
+    linear or not); ``measurement``: that measurement, an array; ``gt`` (H, W, C) to score
+    against; ``baseline`` (H, W, C): a trivial reconstruction, scored when ``gt`` is given."""
+    h, w, c = (int(v) for v in shape)
+    y = np.asarray(measurement, np.float32)
+    want = jax.eval_shape(operator, jax.ShapeDtypeStruct((h, w, c), jax.numpy.float32))
+    if tuple(want.shape) != y.shape:
+        raise InputError(f"operator maps a {h}x{w}x{c} image to shape {tuple(want.shape)}, "
+                         f"but the measurement has shape {y.shape}")
+    return tasks.Problem("custom", tasks.Measure("custom", custom=operator), y, (h, w), gt=gt,
+                         baseline=baseline, out_channels=c)
+
+
+def fit_operator(operator: Callable, measurement, shape, *, preset: str = "denoise-fast",
+                 gt=None, baseline=None, seed: int = 0, chunk: int = 0,
+                 **overrides) -> FitResult:
+    """Deep Image Prior for your own inverse problem (see ``operator_problem``), with the
+    generator and optimiser of ``preset`` and any of its fields overridden by keyword."""
+    p = get_preset(preset).replace(**overrides)
+    problem = operator_problem(operator, measurement, shape, gt=gt, baseline=baseline)
     return fit(problem, p, seed=seed, chunk=chunk)

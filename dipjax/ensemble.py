@@ -11,16 +11,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from dipjax import api
+from dipjax import batch
+from dipjax.batch import STRATEGIES
 from dipjax.metrics import psnr_np
 from dipjax.presets import Preset
-from dipjax.step import default_chunk, init_state, make_optimizer, make_step, run_chunks
-
-STRATEGIES = ("auto", "vmap", "sequential")
 
 
 @dataclasses.dataclass
@@ -42,61 +38,31 @@ class EnsembleResult:
 
 
 def fit_ensemble(problem, preset: Preset, seeds: Sequence[int], *, strategy: str = "auto",
-                 chunk: int = 0, on_chunk=None) -> EnsembleResult:
-    """Fit ``problem`` once per seed; seed s gives the same fit as ``api.fit(..., seed=s)``."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if strategy == "auto":
-        strategy = "sequential" if jax.default_backend() == "cpu" else "vmap"
+                 chunk: int = 0, on_chunk=None, max_batch: int = 0, devices=None,
+                 say=None) -> EnsembleResult:
+    """Fit ``problem`` once per seed; seed s gives the same fit as ``api.fit(..., seed=s)``.
+    Vmapped seeds are sharded over ``devices`` (default: all local devices)."""
     seeds = list(seeds)
-    if strategy == "sequential":
-        runs = [api.fit(problem, preset, seed=s, chunk=chunk, on_chunk=on_chunk) for s in seeds]
-        outputs = np.stack([r.output for r in runs])
-        outputs_avg = np.stack([r.output_avg for r in runs])
-        history = [{k: ([h[k] for h in hs] if k != "iter" else hs[0][k]) for k in hs[0]}
-                   for hs in zip(*[r.history for r in runs])]
-        compile_s = runs[0].compile_s
-        step_s = float(np.mean([r.step_s for r in runs]))
-    else:
-        outputs, outputs_avg, history, compile_s, step_s = _fit_vmapped(problem, preset, seeds,
-                                                                         chunk, on_chunk)
+    fits, report = batch.fit_many([problem], preset, seeds, strategy=strategy, chunk=chunk,
+                                  max_batch=max_batch, devices=devices, on_chunk=on_chunk,
+                                  say=say)
+    return combine(problem, fits, report)
+
+
+def combine(problem, fits, report) -> EnsembleResult:
+    """An ensemble from the fits (one per seed) of one problem."""
+    outputs = np.stack([f.output for f in fits])
+    outputs_avg = np.stack([f.output_avg for f in fits])
+    history = [{k: (hs[0][k] if k == "iter" else [h[k] for h in hs]) for k in hs[0]}
+               for hs in zip(*[f.history for f in fits])]
     mean, std = outputs.mean(0), outputs.std(0)
-    final = {"per_seed": [api.final_metrics(problem, o, a) for o, a in zip(outputs, outputs_avg)]}
+    final = {"per_seed": [f.final for f in fits]}
     if problem.gt is not None:
         final["psnr_mean"] = psnr_np(mean, problem.gt)
         final["psnr_mean_avg"] = psnr_np(outputs_avg.mean(0), problem.gt)
-        final["psnr_single_mean"] = float(np.mean([f["psnr_gt"] for f in final["per_seed"]]))
-    return EnsembleResult(seeds, outputs, outputs_avg, mean, std, final, history, strategy,
-                          compile_s, step_s)
-
-
-def _fit_vmapped(problem, preset, seeds, chunk, on_chunk):
-    built = [api.build(problem, preset, s) for s in seeds]
-    net, batch = built[0][0], dict(built[0][2])
-    batch["z"] = jnp.stack([b[1] for b in built])
-    tx = make_optimizer(preset.lr)
-    states = [init_state(net, tx, jax.random.key(s), b[1]) for s, b in zip(seeds, built)]
-    state = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *states)
-    axes = {k: (0 if k == "z" else None) for k in batch}
-    step = make_step(net, tx, problem.measure, loss=preset.loss,
-                     reg_noise_std=preset.reg_noise_std, exp_weight=preset.exp_weight,
-                     backtrack_every=preset.backtrack_every,
-                     backtrack_drop_db=preset.backtrack_drop_db)
-    chunk = max(1, min(chunk or default_chunk(), preset.iters))
-    per_step, history, timing = [], [], {}
-    sizes = api._boundaries(preset.iters, chunk, ())
-    for state, done, n, m, seconds in run_chunks(step, state, batch, sizes, batch_axes=axes,
-                                                 timing=timing):
-        per_step.append(seconds / (n * len(seeds)))
-        for i in range(n):
-            history.append({"iter": done - n + i + 1,
-                            **{k: [api._scalar(x) for x in v[i]] for k, v in m.items()}})
-        if on_chunk and on_chunk(done, preset.iters, history[-1]):
-            break
-    render = jax.jit(jax.vmap(lambda p, z: net.apply({"params": p}, z)))
-    outputs = np.clip(np.asarray(render(state.params, batch["z"]))[:, 0], 0, 1)
-    outputs_avg = np.clip(np.asarray(state.out_avg)[:, 0], 0, 1)
-    return outputs, outputs_avg, history, timing["compile_s"], float(np.median(per_step))
+        final["psnr_single_mean"] = float(np.mean([f.final["psnr_gt"] for f in fits]))
+    return EnsembleResult([f.seed for f in fits], outputs, outputs_avg, mean, std, final,
+                          history, report.strategy, report.compile_s, report.step_s)
 
 
 def uncertainty_png(std: np.ndarray) -> np.ndarray:

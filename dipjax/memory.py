@@ -33,8 +33,9 @@ def estimate_bytes(net, z_shape) -> int:
 
 
 def device_bytes() -> int:
-    """Memory of the first device: the accelerator's limit, or 80 % of the host's RAM."""
-    dev = jax.devices()[0]
+    """Memory of this process's first device: the accelerator's limit, or 80 % of the host's
+    RAM."""
+    dev = jax.local_devices()[0]
     stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
     if stats and stats.get("bytes_limit"):
         return int(stats["bytes_limit"])

@@ -9,8 +9,10 @@ import numpy as np
 
 def psnr(a: jax.Array, b: jax.Array) -> jax.Array:
     """PSNR in dB over all elements of (1, H, W, C) or (H, W, C) arrays (no clipping, as the
-    reference logs it). Scalar."""
+    reference logs it); arrays of other ranks (custom measurements) are flattened. Scalar."""
     a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
+    if a.ndim not in (3, 4):
+        a, b = a.reshape(1, -1, 1), b.reshape(1, -1, 1)
     return jnp.reshape(pix.psnr(a, b), (-1,))[0]
 
 

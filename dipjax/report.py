@@ -36,6 +36,15 @@ def final_line(res) -> str:
             f"step {res.step_s * 1e3:.0f} ms, compile {res.compile_s:.1f} s")
 
 
+def early_stop_line(res) -> str:
+    es = res.early_stop
+    state = (f"fired at iteration {es['fired_at']}" if es["fired"]
+             else "not fired (no variance minimum held for the patience)")
+    score = f", PSNR there {res.final['psnr_gt_es']:.2f} dB" if "psnr_gt_es" in res.final else ""
+    return (f"early stopping: detected iteration {es['iter']} ({state}){score}; "
+            f"its output is output_es.png")
+
+
 def _json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=1, default=_jsonable) + "\n").encode()
 
@@ -68,8 +77,12 @@ def comparison_figure(res) -> bytes:
     p = res.problem
     first = "input (bicubic)" if p.task == "superres" else "input"
     panels = [(first, p.degraded), ("dipjax (average)", res.output_avg)]
+    es = getattr(res, "early_stop", None)
+    if es is not None and es["iter"] > 0:
+        panels.append((f"early stop (iter {es['iter']})", es["output"]))
     if p.gt is not None:
         panels.append(("ground truth", p.gt))
+    panels = [(t, im) for t, im in panels if im is not None and np.ndim(im) == 3]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.3))
     for ax, (title, img) in zip(np.atleast_1d(axes), panels):
         img = np.clip(img, 0, 1)
@@ -101,6 +114,10 @@ def curves_figure(history: list) -> bytes:
     b.set_xlabel("iteration")
     b.set_ylabel("PSNR (dB)")
     b.legend()
+    if history and "wmv" in history[0]:
+        c = b.twinx()
+        c.semilogy(it, [h["wmv"] for h in history], color="grey", lw=0.8)
+        c.set_ylabel("early-stopping window variance", color="grey")
     fig.tight_layout()
     return _figure_bytes(fig)
 
@@ -119,7 +136,7 @@ def summary(res, args=None) -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    dev = jax.devices()[0]
+    dev = jax.local_devices()[0]
     return {
         "task": res.preset.task, "preset": res.preset.name,
         "hyperparameters": hyperparameters(res.preset), "seed": res.seed,
@@ -131,6 +148,8 @@ def summary(res, args=None) -> dict:
                    "count": jax.device_count()},
         "compile_s": res.compile_s, "step_s": res.step_s, "final": res.final,
         "last": res.history[-1] if res.history else None,
+        "early_stop": None if res.early_stop is None else
+        {k: v for k, v in res.early_stop.items() if k != "output"},
     }
 
 
@@ -139,6 +158,8 @@ def write_outputs(out: pathlib.Path, res, args=None) -> None:
     out = pathlib.Path(out)
     save_png(out / "output.png", res.output)
     save_png(out / "output_avg.png", res.output_avg)
+    if res.early_stop is not None and res.early_stop["iter"] > 0:
+        save_png(out / "output_es.png", res.early_stop["output"])
     if res.problem.degraded is not None:
         save_png(out / "degraded.png", res.problem.degraded)
     if res.snapshots:

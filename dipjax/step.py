@@ -10,14 +10,17 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
+import dataclasses
+
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
+from dipjax import early_stop
 from dipjax.inputs import perturb
 from dipjax.metrics import psnr
-from dipjax.tasks import Measure, loss_fn
+from dipjax.tasks import Measure, loss_fn, total_variation
 
 
 @flax.struct.dataclass
@@ -25,7 +28,8 @@ class FitState:
     """params/opt_state: the generator's weights and Adam's state (learning rate inside);
     step: iterations done; key: the fit's root key (step keys are ``fold_in(key, step)``);
     out_avg: moving average of the outputs (1, H, W, C); saved_*: the last good parameters, for
-    backtracking and divergence; last_psnr: the fit PSNR at the last check."""
+    backtracking and divergence; last_psnr: the fit PSNR at the last check; es: the early-stopping
+    detector's state (``dipjax.early_stop``), empty when it is off."""
 
     params: dict
     opt_state: optax.OptState
@@ -35,6 +39,7 @@ class FitState:
     saved_params: dict
     saved_opt_state: optax.OptState
     last_psnr: jax.Array
+    es: dict = dataclasses.field(default_factory=dict)
 
 
 def make_optimizer(lr: float) -> optax.GradientTransformation:
@@ -42,9 +47,10 @@ def make_optimizer(lr: float) -> optax.GradientTransformation:
     return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=0.9, b2=0.999, eps=1e-8)
 
 
-def init_state(net, tx, key: jax.Array, z: jax.Array) -> FitState:
+def init_state(net, tx, key: jax.Array, z: jax.Array, es_window: int = 0) -> FitState:
     """Initialise weights (PyTorch's default distributions) from the first half of
-    ``split(key)``; the second half drives the per-step input perturbation."""
+    ``split(key)``; the second half drives the per-step input perturbation. ``es_window`` > 0
+    adds the early-stopping detector's state."""
     init_key, key = jax.random.split(key)
     params = net.init(init_key, z)["params"]
     opt_state = tx.init(params)
@@ -52,7 +58,8 @@ def init_state(net, tx, key: jax.Array, z: jax.Array) -> FitState:
     copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # distinct buffers: the state is donated
     return FitState(params, opt_state, jnp.zeros((), jnp.int32), key,
                     jnp.zeros(out.shape, out.dtype), copy(params), copy(opt_state),
-                    jnp.zeros((), jnp.float32))
+                    jnp.zeros((), jnp.float32),
+                    early_stop.init(es_window, out.shape) if es_window else {})
 
 
 def _scale_lr(opt_state, factor):
@@ -63,9 +70,12 @@ def _scale_lr(opt_state, factor):
 
 def make_step(net, tx, measure: Measure, *, loss: str = "mse", reg_noise_std: float = 0.0,
               exp_weight: float = 0.99, backtrack_every: int = 0, backtrack_drop_db: float = 5.0,
-              divergence_lr_factor: float = 0.5) -> Callable:
-    """One iteration: perturb z, forward, loss, gradient, Adam update, output average, PSNRs,
-    backtracking and NaN/Inf rollback, all on the device."""
+              divergence_lr_factor: float = 0.5, tv_weight: float = 0.0,
+              es_patience: int = 0) -> Callable:
+    """One iteration: perturb z, forward, loss (plus ``tv_weight`` x total variation of the
+    output), gradient, Adam update, output average, PSNRs, backtracking, NaN/Inf rollback and,
+    when the state carries one, the early-stopping detector (firing after ``es_patience`` steps
+    without a new variance minimum); all on the device."""
     loss_of = loss_fn(loss)
     where = lambda c, a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(c, x, y), a, b)
 
@@ -77,7 +87,10 @@ def make_step(net, tx, measure: Measure, *, loss: str = "mse", reg_noise_std: fl
         def objective(params):
             out = net.apply({"params": params}, z)
             pred = measure(out, batch.get("mask"))
-            return loss_of(pred, batch["target"]), (out, pred)
+            value = loss_of(pred, batch["target"])
+            if tv_weight:
+                value = value + tv_weight * total_variation(out)
+            return value, (out, pred)
 
         (value, (out, pred)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -100,9 +113,13 @@ def make_step(net, tx, measure: Measure, *, loss: str = "mse", reg_noise_std: fl
             out_avg=jnp.where(rollback, state.out_avg, avg),
             saved_params=where(save, state.params, state.saved_params),
             saved_opt_state=where(save, state.opt_state, state.saved_opt_state),
-            last_psnr=jnp.where(save & check, psnr_fit, state.last_psnr))
+            last_psnr=jnp.where(save & check, psnr_fit, state.last_psnr), es=state.es)
         metrics = {"loss": value, "psnr_fit": psnr_fit, "rolled_back": rollback,
                    "diverged": ~finite, "lr": state.opt_state.hyperparams["learning_rate"]}
+        if state.es:
+            es, metrics["wmv"] = early_stop.update(state.es, out, state.step + 1, es_patience)
+            new = new.replace(es=where(finite, es, state.es))
+            metrics["es_fired"] = es["fired"]
         if "gt" in batch:
             metrics["psnr_gt"] = psnr(out, batch["gt"])
             metrics["psnr_gt_avg"] = psnr(avg, batch["gt"])
@@ -111,8 +128,8 @@ def make_step(net, tx, measure: Measure, *, loss: str = "mse", reg_noise_std: fl
     return step
 
 
-def make_runner(step: Callable, n: int, batch_axes=None,
-                unroll: Optional[bool] = None) -> Callable:
+def make_runner(step: Callable, n: int, batch_axes=None, unroll: Optional[bool] = None,
+                mesh=None) -> Callable:
     """jit(run(state, batch) -> (state, metrics[n])): ``n`` steps by ``lax.scan``, the state
     donated. With ``batch_axes`` (a dict like the batch: 0 for a leaf stacked per fit, None for
     one shared by all fits) the state carries a leading fit axis and the step is vmapped, so
@@ -121,6 +138,10 @@ def make_runner(step: Callable, n: int, batch_axes=None,
     ``unroll`` (default: on the CPU only) unrolls the scan: XLA's CPU convolutions run several
     times slower inside a loop body than unrolled (measured in README), while accelerators
     prefer the rolled loop (short compile, one launch per chunk).
+
+    ``mesh``: a 1-D ``jax.sharding.Mesh`` with axis 'fits'; every leaf of state and batch then
+    has a leading fit axis split over its devices, and each device runs the vmapped step on its
+    own fits (``jax.shard_map``: fits never talk to each other, so nothing is communicated).
     """
     one = step if batch_axes is None else jax.vmap(step, in_axes=(0, batch_axes))
     if unroll is None:
@@ -130,31 +151,46 @@ def make_runner(step: Callable, n: int, batch_axes=None,
         return jax.lax.scan(lambda s, _: one(s, batch), state, None, length=n,
                             unroll=n if unroll else 1)
 
+    if mesh is not None:
+        fits = jax.sharding.PartitionSpec("fits")
+        per_step = jax.sharding.PartitionSpec(None, "fits")  # metrics: (n, fits)
+        run = jax.shard_map(run, mesh=mesh, in_specs=(fits, fits), out_specs=(fits, per_step))
     return jax.jit(run, donate_argnums=0)
 
 
 def run_chunks(step: Callable, state, batch: dict, sizes, *, batch_axes=None, skip: int = 0,
-               timing: Optional[dict] = None):
+               timing: Optional[dict] = None, compiled: Optional[dict] = None, mesh=None):
     """Run chunks of ``sizes`` steps, compiling each distinct size once; after each chunk yield
     (state, done, n, metrics on the host, seconds of that chunk). Chunks that end at or before
     ``skip`` iterations are passed over (a resumed fit). ``timing['compile_s']`` accumulates
-    the compile time."""
-    compiled, done = {}, 0
+    the compile time. ``compiled``: a cache shared by calls whose steps are the same function
+    of their arguments (fits of one group), keyed by chunk size, shapes and placement.
+    ``mesh``: see ``make_runner``."""
+    compiled = {} if compiled is None else compiled
+    done = 0
     timing = {} if timing is None else timing
     timing.setdefault("compile_s", 0.0)
     for n in sizes:
         if done + n <= skip:
             done += n
             continue
-        if n not in compiled:
+        key = (n, _signature((state, batch)))
+        if key not in compiled:
             t = time.perf_counter()
-            compiled[n] = make_runner(step, n, batch_axes).lower(state, batch).compile()
+            compiled[key] = make_runner(step, n, batch_axes, mesh=mesh).lower(state,
+                                                                              batch).compile()
             timing["compile_s"] += time.perf_counter() - t
         t = time.perf_counter()
-        state, m = compiled[n](state, batch)
+        state, m = compiled[key](state, batch)
         m = jax.device_get(m)
         done += n
         yield state, done, n, m, time.perf_counter() - t
+
+
+def _signature(tree) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return (treedef, tuple((x.shape, str(x.dtype), str(getattr(x, "sharding", None)))
+                           for x in leaves))
 
 
 def default_chunk() -> int:

@@ -16,9 +16,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from dipjax.io import InputError, bicubic_upscale, crop_to_multiple, sr_pair, to_pil
+from dipjax.ops.blur import blur, parse_blur
 from dipjax.ops.downsampler import Downsampler
 
-TASKS = ("denoise", "superres", "inpaint", "restore", "flash-no-flash")
+TASKS = ("denoise", "superres", "inpaint", "restore", "flash-no-flash", "deblur")
 NOISES = ("gauss", "saltpepper", "jpeg")
 MASK_KINDS = ("file", "text", "random", "rect")
 
@@ -27,15 +28,17 @@ MASK_KINDS = ("file", "text", "random", "rect")
 class Measure:
     """The forward operator A: the loss compares A(output) with the measured image.
 
-    kind ``identity`` (denoise, flash), ``mask`` (out * mask: inpaint, restore) or ``downsample``
-    (the reference's Lanczos downsampler: superres). ``custom`` is any jittable
-    f(out (1, H, W, C)) -> measurement, with ``target`` then holding the measurement.
+    kind ``identity`` (denoise, flash), ``mask`` (out * mask: inpaint, restore), ``downsample``
+    (the reference's Lanczos downsampler: superres) or ``blur`` (convolution with
+    ``blur_kernel``, a tuple of rows: deblur). ``custom`` is any jittable
+    f(image (H, W, C)) -> measurement (any shape), with ``target`` then holding the measurement.
     """
 
     kind: str = "identity"
     factor: int = 1
     kernel: str = "lanczos2"
     custom: Optional[Callable] = None
+    blur_kernel: tuple = ()
 
     def __call__(self, out: jax.Array, mask: Optional[jax.Array] = None) -> jax.Array:
         if self.kind == "identity":
@@ -44,8 +47,10 @@ class Measure:
             return out * mask
         if self.kind == "downsample":
             return Downsampler(self.factor, self.kernel, phase=0.5, preserve_size=True)(out)
+        if self.kind == "blur":
+            return blur(out, self.blur_kernel)
         if self.kind == "custom":
-            return self.custom(out)
+            return jax.vmap(self.custom)(out)
         raise ValueError(f"unknown measure kind {self.kind!r}")
 
 
@@ -57,7 +62,8 @@ class Problem:
     mask: (H, W, 1 or C) of 0/1, or None. gt: (H, W, C) clean image, or None.
     degraded: what to show as the input. baseline: the trivial restoration (noisy input,
     bicubic upscale, masked input), or None. net_image: (H, W, C) image fed to the net instead
-    of noise (flash-no-flash), else None. out_hw: the output size (H, W).
+    of noise (flash-no-flash), else None. out_hw: the output size (H, W). out_channels: the
+    output's channels when they differ from the target's last axis (custom operators).
     """
 
     task: str
@@ -70,10 +76,11 @@ class Problem:
     baseline: Optional[np.ndarray] = None
     net_image: Optional[np.ndarray] = None
     notes: list = dataclasses.field(default_factory=list)
+    out_channels: Optional[int] = None
 
     @property
     def channels(self) -> int:
-        return self.target.shape[-1]
+        return self.out_channels or self.target.shape[-1]
 
 
 def add_gaussian_noise(img: np.ndarray, sigma255: float, rng: np.random.Generator) -> np.ndarray:
@@ -225,6 +232,52 @@ def prepare_flash(noflash, flash, *, gt=None, crop=32) -> Problem:
                          f"no-flash image's {noflash.shape[1]}x{noflash.shape[0]}")
     return Problem("flash-no-flash", Measure(), noflash, noflash.shape[:2], gt=gt,
                    degraded=noflash, baseline=noflash, net_image=flash, notes=notes)
+
+
+def blur_kernel(blur_spec: str = "gauss:2", kernel: Optional[np.ndarray] = None,
+                path: str = "--kernel") -> np.ndarray:
+    """The deblurring kernel: ``kernel`` (an image, channels averaged, scaled to sum 1) or the
+    Gaussian named by ``blur_spec``."""
+    if kernel is None:
+        try:
+            return parse_blur(blur_spec)
+        except ValueError as e:
+            raise InputError(f"--blur: {e}") from None
+    k = np.asarray(kernel, np.float64)
+    k = k.mean(-1) if k.ndim == 3 else k
+    if not np.isfinite(k).all() or k.min() < 0 or k.sum() <= 0:
+        raise InputError(f"{path}: the kernel image is all black (nothing to normalise)")
+    return k / k.sum()
+
+
+def prepare_deblur(image, *, kernel: np.ndarray, gt=None, degrade=False, sigma=0.0, crop=32,
+                   rng=None) -> Problem:
+    """``image`` is blurred, or clean with ``degrade`` (then blurred by ``kernel`` and given
+    Gaussian noise of std ``sigma``/255). The loss compares blur(output) with the image."""
+    notes = []
+    image = _crop(image, crop, notes)
+    kh, kw = kernel.shape
+    if kh > image.shape[0] or kw > image.shape[1]:
+        raise InputError(f"blur kernel {kw}x{kh} is larger than the image "
+                         f"{image.shape[1]}x{image.shape[0]}")
+    measure = Measure("blur", blur_kernel=tuple(map(tuple, np.asarray(kernel, np.float64))))
+    if degrade:
+        gt = image
+        image = np.asarray(measure(jnp.asarray(image[None])))[0]
+        if sigma:
+            image = add_gaussian_noise(image, sigma, rng)
+        image = np.clip(image, 0, 1).astype(np.float32)
+    elif gt is not None:
+        gt = _crop(gt, crop, [])
+    return Problem("deblur", measure, image, image.shape[:2], gt=gt, degraded=image,
+                   baseline=image, notes=notes)
+
+
+def total_variation(x: jax.Array) -> jax.Array:
+    """Anisotropic total variation of (N, H, W, C): mean |vertical difference| + mean
+    |horizontal difference| (the DIP-TV regulariser)."""
+    return (jnp.mean(jnp.abs(x[:, 1:] - x[:, :-1]))
+            + jnp.mean(jnp.abs(x[:, :, 1:] - x[:, :, :-1])))
 
 
 def _crop(img, d, notes):

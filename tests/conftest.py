@@ -31,3 +31,7 @@ def tiny_preset(task, **kw):
 @pytest.fixture
 def image():
     return smooth_image()
+
+
+# Preset fields that swap a named preset's generator for the tiny one (fit_operator's **overrides).
+TINY_OVERRIDES = dict(net=TINY_NET, input_depth=4, reg_noise_std=0.0)
