@@ -94,6 +94,14 @@ def crop_to_multiple(img: np.ndarray, d: int) -> np.ndarray:
     return img[top: top + nh, left: left + nw]
 
 
+def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """The central ``size`` x ``size`` square of (H, W, C) (or less where a side is shorter)."""
+    h, w = img.shape[:2]
+    sh, sw = min(size, h), min(size, w)
+    top, left = (h - sh) // 2, (w - sw) // 2
+    return img[top: top + sh, left: left + sw]
+
+
 def sr_pair(img: np.ndarray, factor: int, multiple: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """The reference's ``load_LR_HR_imgs_sr(..., enforse_div32='CROP')``.
 

@@ -26,17 +26,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from dipjax import api, tasks  # noqa: E402
-from dipjax.io import load_image  # noqa: E402
+from dipjax.io import centre_crop as centre, load_image  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
 
 ALL = ["F16", "baboon", "hill", "kodim01", "kodim02", "kodim03", "kodim12", "lena", "peppers"]
-
-
-def centre(img, size):
-    h, w = img.shape[:2]
-    size = min(size, h, w)
-    t, l = (h - size) // 2, (w - size) // 2
-    return img[t: t + size, l: l + size]
 
 
 def problem(data, name, noise, size):

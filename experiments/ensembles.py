@@ -22,15 +22,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from dipjax import batch, tasks  # noqa: E402
-from dipjax.io import load_image  # noqa: E402
+from dipjax.io import centre_crop as centre, load_image  # noqa: E402
 from dipjax.metrics import psnr_np  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
-
-
-def centre(img, size):
-    h, w = img.shape[:2]
-    t, l = (h - size) // 2, (w - size) // 2
-    return img[t: t + size, l: l + size]
 
 
 def main(argv=None):

@@ -1,0 +1,266 @@
+"""Seconds per iteration: the PyTorch reference's step against dipjax's, same machine, same run.
+
+    python experiments/bench_reference.py [--reference-dir DIR] [--sizes 64 128 256]
+        [--recipes denoise superres inpaint] [--iters 10] [--warmup 3] [--threads N]
+        [--out experiments/out/bench_reference]
+
+DIR is your checkout of DmitryUlyanov/deep-image-prior; its ``models`` package is imported from
+there at run time (needs ``pip install -e '.[torch]'``). Without it, dipjax is timed alone.
+
+Each (recipe, size, framework) runs in its own subprocess, so that peak memory (the process's
+maximum resident set) and thread pools are its own. Both sides run the same generator (the
+notebook's, built from the same NetSpec), the same input depth and perturbation, loss, Adam
+settings and forward operator: ``denoise`` (identity, F16 net, reg noise 1/30), ``superres``
+(x4 Lanczos-2 downsampler, the same net at HR size, reg noise 0.03), ``inpaint`` (mask, kate
+net, reg noise 0.03). The reference side is its core step (zero_grad, perturb, forward, loss,
+backward, Adam); dipjax's is the product's jitted chunk of steps, which also keeps the output
+average, PSNRs and the NaN guard. Times are medians over --iters iterations after --warmup;
+dipjax's compile time is reported apart. FLOPs per dipjax step come from XLA's cost analysis;
+the matmul peak is a float32 2048x2048 ``jnp.dot`` timed in this process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RECIPES = {"denoise": ("denoising_F16", "identity", 1 / 30),
+           "superres": ("sr_x4", "downsample", 0.03),
+           "inpaint": ("inpaint_kate", "mask", 0.03)}
+
+
+def net_spec(recipe, tiny: bool):
+    """The recipe's generator, or (``--tiny``, for smoke tests) a 3-scale, 8-channel skip net."""
+    from dipjax.netspec import RECIPE_NETS, NetSpec
+
+    if tiny:
+        return NetSpec.of("skip", 4, 3, num_channels_down=[8] * 3, num_channels_up=[8] * 3,
+                          num_channels_skip=[2] * 3, upsample_mode="bilinear",
+                          pad="reflection")
+    return RECIPE_NETS[RECIPES[recipe][0]]
+
+
+def problem_arrays(recipe, size, depth, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    z = (rng.uniform(size=(1, size, size, depth)) * 0.1).astype(np.float32)
+    img = rng.uniform(size=(1, size, size, 3)).astype(np.float32)
+    mask = (rng.uniform(size=(1, size, size, 1)) < 0.5).astype(np.float32)
+    target = img[:, ::4, ::4] if RECIPES[recipe][1] == "downsample" else img * mask
+    return z, target, mask
+
+
+def worker_torch(recipe, size, args):
+    sys.path.insert(0, args.reference_dir)
+    import numpy as np
+    import torch
+    import models
+    from models.downsampler import Downsampler
+
+    torch.set_num_threads(args.threads)
+    _, kind, reg = RECIPES[recipe]
+    spec = net_spec(recipe, args.tiny)
+    net = getattr(models, spec.constructor)(*spec.args, **dict(spec.kwargs))
+    depth = spec.args[0]
+    z, target, mask = (torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+                       for a in problem_arrays(recipe, size, depth))
+    down = Downsampler(3, 4, "lanczos2", phase=0.5, preserve_size=True) \
+        if kind == "downsample" else None
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    noise = z.clone()
+    mse = torch.nn.MSELoss()
+
+    def step():
+        opt.zero_grad()
+        out = net(z + noise.normal_() * reg)
+        pred = down(out) if down is not None else out * mask if kind == "mask" else out
+        loss = mse(pred, target)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.iters):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return {"step_s": statistics.median(times), "torch": torch.__version__}
+
+
+def worker_jax(recipe, size, args):
+    import jax
+    import numpy as np
+
+    from dipjax import api, tasks
+    from dipjax.presets import get_preset
+    from dipjax.step import default_chunk, init_state, make_optimizer, make_runner
+
+    _, kind, reg = RECIPES[recipe]
+    spec = net_spec(recipe, args.tiny)
+    preset = get_preset({"denoise": "denoise", "superres": "superres-x4",
+                         "inpaint": "inpaint-kate"}[recipe]).replace(
+        crop=0, init_style="modern", net=spec, input_depth=spec.args[0])
+    z, target, mask = problem_arrays(recipe, size, preset.input_depth)
+    measure = {"identity": tasks.Measure(), "downsample": tasks.Measure("downsample", 4),
+               "mask": tasks.Measure("mask")}[kind]
+    problem = tasks.Problem(recipe, measure, target[0], (size, size),
+                            mask=mask[0] if kind == "mask" else None)
+    net, _, batch = api.build(problem, preset, 0)
+    batch["z"] = jax.numpy.asarray(z)
+    tx = make_optimizer(preset.lr)
+    step = api.preset_step(net, tx, problem, preset.replace(reg_noise_std=reg))
+    state = init_state(net, tx, jax.random.key(0), batch["z"])
+    flops = make_runner(step, 1).lower(state, batch).compile().cost_analysis()
+    flops = (flops[0] if isinstance(flops, list) else flops).get("flops")
+    n = default_chunk()
+    t = time.perf_counter()
+    run = make_runner(step, n).lower(state, batch).compile()
+    compile_s = time.perf_counter() - t
+    calls = max(1, -(-args.warmup // n))
+    for _ in range(calls):
+        state, m = run(state, batch)
+        jax.block_until_ready(m)
+    times = []
+    for _ in range(max(1, -(-args.iters // n))):
+        t = time.perf_counter()
+        state, m = run(state, batch)
+        jax.block_until_ready(m)
+        times.append((time.perf_counter() - t) / n)
+    assert np.isfinite(np.asarray(m["loss"])).all()
+    return {"step_s": statistics.median(times), "compile_s": compile_s, "flops": flops,
+            "chunk": n, "jax": jax.__version__}
+
+
+def matmul_peak(n=2048, repeats=5):
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference-dir")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    ap.add_argument("--recipes", nargs="+", default=["denoise", "superres", "inpaint"],
+                    choices=list(RECIPES))
+    ap.add_argument("--recipe-sizes", type=int, nargs="+", default=[256],
+                    help="sizes for the superres and inpaint recipes")
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--tiny", action="store_true", help="a tiny generator (smoke tests)")
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_reference"))
+    ap.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "RECIPE", "SIZE"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        fw, recipe, size = args.worker
+        res = (worker_torch if fw == "torch" else worker_jax)(recipe, int(size), args)
+        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print("RESULT " + json.dumps(res))
+        return
+    if args.reference_dir and not (pathlib.Path(args.reference_dir) / "models").is_dir():
+        sys.exit(f"--reference-dir {args.reference_dir}: no models/ folder there "
+                 f"(not a deep-image-prior checkout)")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    peak = matmul_peak()
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
+               "matmul_peak_gflops": peak / 1e9}
+    print(json.dumps(machine), flush=True)
+    rows = []
+    jobs = [("denoise", s) for s in args.sizes if "denoise" in args.recipes]
+    jobs += [(r, s) for r in args.recipes if r != "denoise" for s in args.recipe_sizes]
+    for recipe, size in jobs:
+        row = {"recipe": recipe, "size": size}
+        for fw in (["torch"] if args.reference_dir else []) + ["jax"]:
+            cmd = [sys.executable, __file__, "--worker", fw, recipe, str(size), "--iters",
+                   str(args.iters), "--warmup", str(args.warmup), "--threads",
+                   str(args.threads)] + (["--reference-dir", args.reference_dir]
+                                         if args.reference_dir else []) + \
+                (["--tiny"] if args.tiny else [])
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+            if r.returncode != 0 or not lines:
+                row[fw] = {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+            else:
+                row[fw] = json.loads(lines[-1][len("RESULT "):])
+        j, t = row["jax"], row.get("torch")
+        if "step_s" in j and j.get("flops"):
+            row["jax_gflops"] = j["flops"] / j["step_s"] / 1e9
+        if t and "step_s" in t and "step_s" in j:
+            row["speedup"] = t["step_s"] / j["step_s"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    lines = [f"{machine['cpus']} CPUs, {args.threads} threads, float32 matmul peak "
+             f"{machine['matmul_peak_gflops']:.0f} GFLOP/s; median of {args.iters} iterations "
+             f"after {args.warmup}", "",
+             "| recipe | size | reference s/it | dipjax s/it | dipjax speed-up | dipjax compile s "
+             "| peak RSS MB (ref / dipjax) | dipjax GFLOP/s (% of matmul peak) |",
+             "|---|---|---|---|---|---|---|---|"]
+    f = lambda d, k, fmt: format(d[k], fmt) if d and k in d else "-"
+    for r in rows:
+        j, t = r["jax"], r.get("torch")
+        lines.append(
+            f"| {r['recipe']} | {r['size']} | {f(t, 'step_s', '.3f')} | {f(j, 'step_s', '.3f')} | "
+            f"{format(r['speedup'], '.2f') + 'x' if 'speedup' in r else '-'} | "
+            f"{f(j, 'compile_s', '.1f')} | {f(t, 'peak_rss_mb', '.0f')} / "
+            f"{f(j, 'peak_rss_mb', '.0f')} | "
+            + (f"{r['jax_gflops']:.1f} ({100 * r['jax_gflops'] * 1e9 / peak:.0f} %)"
+               if "jax_gflops" in r else "-") + " |")
+    table = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(table)
+    (out / "results.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    plot(rows, out / "speed.png")
+    print("\n" + table)
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    den = [r for r in rows if r["recipe"] == "denoise"]
+    if not den:
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    sizes = [r["size"] for r in den]
+    for fw, label in (("torch", "reference (PyTorch)"), ("jax", "dipjax")):
+        ys = [r.get(fw, {}).get("step_s") for r in den]
+        if any(y is not None for y in ys):
+            ax.plot(sizes, ys, "o-", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("image side (px), denoising net")
+    ax.set_ylabel("seconds per iteration")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Smoke tests of the benchmark scripts with tiny settings (the numbers they print are not
+checked here; their shape and plumbing are)."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+REFERENCE = os.environ.get("DIPJAX_REFERENCE_DIR")
+
+
+def _run(script, *args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "experiments" / script), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_bench_reference_smoke(tmp_path, with_reference):
+    if with_reference and not REFERENCE:
+        pytest.skip("set DIPJAX_REFERENCE_DIR to a deep-image-prior checkout (needs torch)")
+    reference = REFERENCE if with_reference else None
+    args = ["--tiny", "--sizes", 16, "--recipes", "denoise", "--iters", 1, "--warmup", 1,
+            "--out", tmp_path] + (["--reference-dir", reference] if reference else [])
+    r = _run("bench_reference.py", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    (row,) = rows
+    assert row["jax"]["step_s"] > 0 and row["jax"]["flops"] > 0
+    assert ("torch" in row) == bool(reference)
+    assert (tmp_path / "table.md").read_text().count("| denoise | 16 |") == 1
+
+
+def test_bench_reference_refuses_a_folder_that_is_not_a_checkout(tmp_path):
+    r = _run("bench_reference.py", "--reference-dir", tmp_path, "--out", tmp_path / "o")
+    assert r.returncode != 0 and "not a deep-image-prior checkout" in r.stderr
+
+
+def test_bench_batching_smoke(tmp_path):
+    r = _run("bench_batching.py", "--preset", "denoise-fast", "--sizes", 32, "--ks", 2,
+             "--repeats", 1, "--out", tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(x["size"], x["k"]) for x in rows] == [(32, 2)]
+    assert all(x["vmap_fit_it_per_s"] > 0 and x["sequential_fit_it_per_s"] > 0 for x in rows)
+    assert (tmp_path / "throughput.png").is_file()
