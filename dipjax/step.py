@@ -148,8 +148,14 @@ def make_runner(step: Callable, n: int, batch_axes=None, unroll: Optional[bool] 
         unroll = jax.default_backend() == "cpu"
 
     def run(state, batch):
-        return jax.lax.scan(lambda s, _: one(s, batch), state, None, length=n,
-                            unroll=n if unroll else 1)
+        if unroll or n == 1:
+            # Straight-line code: even a one-step scan stays a loop, and slow, on the CPU.
+            metrics = []
+            for _ in range(n):
+                state, m = one(state, batch)
+                metrics.append(m)
+            return state, jax.tree_util.tree_map(lambda *x: jnp.stack(x), *metrics)
+        return jax.lax.scan(lambda s, _: one(s, batch), state, None, length=n)
 
     if mesh is not None:
         fits = jax.sharding.PartitionSpec("fits")
