@@ -36,6 +36,8 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=800)
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--strategy", default="auto", choices=batch.STRATEGIES)
+    ap.add_argument("--docs", help="write DIR/ensemble.png: the first image's noisy input, one "
+                    "seed, the mean of K and the per-pixel std map")
     args = ap.parse_args(argv)
     data = pathlib.Path(args.data_dir) / "denoise9"
     p = get_preset(args.preset).replace(iters=args.iters)
@@ -60,6 +62,8 @@ def main(argv=None):
             row[f"mean_of_{k}_avg"] = psnr_np(np.mean([f.output_avg for f in mine[:k]], 0), gt)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if args.docs:
+        picture([f for f in fits if f.problem == 0], problems[0], args.docs)
     print(f"\n{args.preset}, {args.size} px crops, {args.iters} iterations, seeds 0..{args.k - 1},"
           f" strategy {rep.strategy}, {wall:.0f} s wall\n")
     cols = ["single"] + [f"mean_of_{k}" for k in ks]
@@ -72,6 +76,31 @@ def main(argv=None):
               " | ".join(f"{r[c]:.2f}" for c in cols) +
               f" | {r[cols[-1]] - r['single']:+.2f} / "
               f"{r[cols[-1] + '_avg'] - r['single_avg']:+.2f} |")
+
+
+def picture(fits, problem, folder):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dipjax.ensemble import uncertainty_png
+
+    outs = np.stack([f.output for f in fits])
+    mean, std = outs.mean(0), outs.std(0)
+    gt = problem.gt
+    panels = [(f"noisy {psnr_np(problem.target, gt):.2f} dB", problem.target),
+              (f"seed {fits[0].seed} {psnr_np(outs[0], gt):.2f} dB", outs[0]),
+              (f"mean of {len(fits)} {psnr_np(mean, gt):.2f} dB", mean),
+              ("per-pixel std (scaled)", uncertainty_png(std)[..., 0])]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    for ax, (title, img) in zip(axes, panels):
+        ax.imshow(np.clip(img, 0, 1), cmap="magma" if img.ndim == 2 else None)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+    fig.savefig(pathlib.Path(folder) / "ensemble.png", dpi=90)
 
 
 if __name__ == "__main__":

@@ -65,11 +65,12 @@ def noisy_problem():
 def test_halt_stops_at_the_chunk_where_it_fires_and_mark_runs_on(noisy_problem):
     p = tiny_preset("denoise", iters=60, reg_noise_std=0.0, early_stop="halt", es_window=5,
                     es_patience=3)
-    halted = api.fit(noisy_problem, p, chunk=5)
+    cache = {}  # halt and mark run the same step: compile it once
+    halted = api.fit(noisy_problem, p, chunk=5, compiled=cache)
     es = halted.early_stop
     assert es["fired"] and not halted.interrupted
     assert len(halted.history) == -(-es["fired_at"] // 5) * 5 < 60
-    marked = api.fit(noisy_problem, p.replace(early_stop="mark"), chunk=5)
+    marked = api.fit(noisy_problem, p.replace(early_stop="mark"), chunk=5, compiled=cache)
     assert len(marked.history) == 60
     # same seed, same steps up to the detection: the same detection
     assert marked.early_stop["iter"] == es["iter"]
