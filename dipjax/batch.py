@@ -64,7 +64,7 @@ def resolve_strategy(strategy: str) -> str:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if strategy == "auto":
         # Per-fit weights make every convolution a grouped one, which XLA's CPU backend runs
-        # several times slower per fit than one fit (README, experiments/bench_batching.py);
+        # at about half the throughput of separate fits (README, bench_batching.py);
         # on GPUs it pays at small images and loses at large ones, so there it is measured.
         return "sequential" if jax.default_backend() == "cpu" else "measure"
     return strategy
