@@ -171,7 +171,7 @@ def _measure(problems, preset, fits, max_batch, chunk, devices, cache, notes, sa
     many = _stacked(problems, preset, fits[:k], devices)
 
     def seconds(setup):
-        state, batch, axes, mesh, step = setup
+        state, batch, axes, mesh, step, _ = setup
         times = [sec for *_, sec in run_chunks(step, state, batch, [n, n], batch_axes=axes,
                                                 compiled=cache, mesh=mesh)]
         return times[-1] / n
@@ -187,7 +187,7 @@ def _measure(problems, preset, fits, max_batch, chunk, devices, cache, notes, sa
 
 
 def _stacked(problems, preset, todo, devices, stack: bool = True):
-    """(state, batch, batch_axes, mesh, step) for the fits ``todo``: stacked on a leading fit
+    """(state, batch, batch_axes, mesh, step, net) for the fits ``todo``: stacked on a leading fit
     axis padded to a multiple of the device count and sharded over them (``stack``), or the
     single fit ``todo[0]`` as ``api.fit`` runs it."""
     built = [api.build(problems[i], preset, s) for i, s in todo]
@@ -198,7 +198,7 @@ def _stacked(problems, preset, todo, devices, stack: bool = True):
               for (_, s), b in zip(todo, built)]
     step = api.preset_step(net, tx, problems[todo[0][0]], preset)
     if not stack:
-        return states[0], built[0][2], None, None, step
+        return states[0], built[0][2], None, None, step, net
     tree_stack = lambda xs: jax.tree_util.tree_map(lambda *x: jnp.stack(x), *xs)
     state, batch = tree_stack(states), tree_stack([b[2] for b in built])
     total = -(-len(todo) // len(devices)) * len(devices)
@@ -206,7 +206,7 @@ def _stacked(problems, preset, todo, devices, stack: bool = True):
     mesh = Mesh(np.array(devices), ("fits",)) if len(devices) > 1 else None
     if mesh is not None:
         state, batch = shard(state, mesh), shard(batch, mesh)
-    return state, batch, {key: 0 for key in batch}, mesh, step
+    return state, batch, {key: 0 for key in batch}, mesh, step, net
 
 
 def _fits_in_memory(problem, preset, n_devices: int) -> int:
@@ -232,8 +232,7 @@ def shard(tree, mesh):
 
 
 def _fit_vmapped(problems, preset, todo, chunk, devices, on_chunk, cache):
-    state, batch, axes, mesh, step = _stacked(problems, preset, todo, devices)
-    net = api.build(problems[todo[0][0]], preset, todo[0][1])[0]
+    state, batch, axes, mesh, step, net = _stacked(problems, preset, todo, devices)
     k = len(todo)
     chunk = max(1, min(chunk or default_chunk(), preset.iters))
     per_step, history, timing, interrupted, halted = [], [], {}, False, False
