@@ -31,3 +31,13 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma in [16/255, 235/255] from RGB in [0, 1], as MATLAB's rgb2ycbcr."""
     img = np.asarray(img, np.float64)
     return (16.0 + 65.481 * img[..., 0] + 128.553 * img[..., 1] + 24.966 * img[..., 2]) / 255.0
+
+
+def psnr_sr(out: np.ndarray, gt: np.ndarray, border: int = 4) -> float:
+    """Super-resolution PSNR as the reference's evaluation script scored the paper's tables:
+    luma only (``rgb_to_y``), range 1, without ``border`` pixels at the top and left and
+    ``border`` + 1 at the bottom and right (the script's slices end one pixel short).
+    ``out``, ``gt``: (H, W, 3) in [0, 1], the region the fit produced."""
+    h, w = gt.shape[:2]
+    rows, cols = slice(border, h - 1 - border), slice(border, w - 1 - border)
+    return psnr_np(rgb_to_y(out)[rows, cols], rgb_to_y(gt)[rows, cols])

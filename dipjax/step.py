@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from dipjax import early_stop
+from dipjax.ops import conv
 from dipjax.inputs import perturb
 from dipjax.metrics import psnr
 from dipjax.tasks import Measure, loss_fn, total_variation
@@ -142,8 +143,19 @@ def make_runner(step: Callable, n: int, batch_axes=None, unroll: Optional[bool] 
     ``mesh``: a 1-D ``jax.sharding.Mesh`` with axis 'fits'; every leaf of state and batch then
     has a leading fit axis split over its devices, and each device runs the vmapped step on its
     own fits (``jax.shard_map``: fits never talk to each other, so nothing is communicated).
+
+    A vmapped step on the CPU traces its convolutions as matrix products (``conv_impl('dot')``)
+    unless an implementation was chosen: with per-fit weights XLA's CPU convolutions become
+    grouped convolutions, slower than batched products (``experiments/bench_batching.py``).
     """
     one = step if batch_axes is None else jax.vmap(step, in_axes=(0, batch_axes))
+    if batch_axes is not None and jax.default_backend() == "cpu":
+        vmapped = one
+
+        def one(state, batch):
+            chosen = conv.chosen_impl()
+            with conv.conv_impl("dot" if chosen == "auto" else chosen):
+                return vmapped(state, batch)
     if unroll is None:
         unroll = jax.default_backend() == "cpu"
 

@@ -1,14 +1,16 @@
 """Throughput of K vmapped fits against K sequential single fits, on this machine.
 
     python experiments/bench_batching.py [--preset denoise] [--sizes 64 128] [--ks 1 2 4 8]
-        [--chunk 1] [--repeats 3] [--out experiments/out/bench_batching]
+        [--chunk 1] [--repeats 3] [--convs fast dot] [--out experiments/out/bench_batching]
 
 For each image size: one single fit's step (the product's compiled chunk of --chunk steps) is
 timed, then one vmapped step over K fits (each its own weights, input and BatchNorm
 statistics). Sequential fits cost K single fits, so their throughput is 1 / (single step time)
 fit-iterations per second at every K; the vmapped throughput is K / (vmapped step time). Times
-are medians of --repeats calls after one warm-up call; compile time is reported apart. Writes
-results.json, table.md and throughput.png under --out and prints the table.
+are medians of --repeats calls after one warm-up call; compile time is reported apart. The
+single fit uses the product's default convolutions; the vmapped step is timed with each
+convolution implementation of --convs (``dipjax.ops.conv``). Writes results.json, table.md and
+throughput.png under --out and prints the table.
 """
 from __future__ import annotations
 
@@ -28,13 +30,20 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from dipjax import api  # noqa: E402
+from dipjax.ops.conv import conv_impl  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
 from dipjax.step import init_state, make_optimizer, make_runner  # noqa: E402
 
 
-def timed_runner(step, state, batch, n, axes, repeats):
+def timed_runner(step, state, batch, n, axes, repeats, conv="auto"):
+    """Compile ``n`` steps traced with convolutions ``conv``, time them; returns (compile
+    seconds, median seconds per step, the compiled runner, the state after the calls)."""
+    def traced(s, b):
+        with conv_impl(conv):
+            return step(s, b)
+
     t = time.perf_counter()
-    run = make_runner(step, n, axes).lower(state, batch).compile()
+    run = make_runner(traced, n, axes).lower(state, batch).compile()
     compile_s = time.perf_counter() - t
     state, m = run(state, batch)  # warm-up
     jax.block_until_ready(m)
@@ -44,7 +53,7 @@ def timed_runner(step, state, batch, n, axes, repeats):
         state, m = run(state, batch)
         jax.block_until_ready(m)
         times.append((time.perf_counter() - t) / n)
-    return compile_s, statistics.median(times)
+    return compile_s, statistics.median(times), run, state
 
 
 def main(argv=None):
@@ -54,6 +63,8 @@ def main(argv=None):
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--chunk", type=int, default=1, help="steps per compiled call")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--convs", nargs="+", default=["fast", "dot"],
+                    help="convolution implementations to time the vmapped step with")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_batching"))
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out)
@@ -70,7 +81,7 @@ def main(argv=None):
         net, z, batch = api.build(problem, preset, 0)
         tx = make_optimizer(preset.lr)
         step = api.preset_step(net, tx, problem, preset)
-        c1, t1 = timed_runner(step, init_state(net, tx, jax.random.key(0), z), batch,
+        c1, t1, _, _ = timed_runner(step, init_state(net, tx, jax.random.key(0), z), batch,
                               args.chunk, None, args.repeats)
         for k in args.ks:
             states = [init_state(net, tx, jax.random.key(s), api.build(problem, preset, s)[1])
@@ -79,21 +90,25 @@ def main(argv=None):
             zs = jnp.stack([api.build(problem, preset, s)[1] for s in range(k)])
             kb = {key: (zs if key == "z" else v) for key, v in batch.items()}
             axes = {key: (0 if key == "z" else None) for key in batch}
-            ck, tk = timed_runner(step, state, kb, args.chunk, axes, args.repeats)
-            row = {"size": size, "k": k, "single_step_s": t1, "single_compile_s": c1,
-                   "vmap_step_s": tk, "vmap_compile_s": ck,
-                   "sequential_fit_it_per_s": 1.0 / t1, "vmap_fit_it_per_s": k / tk,
-                   "speedup": (k / tk) * t1}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for conv in args.convs:
+                fresh = jax.tree_util.tree_map(jnp.copy, state)  # each run donates its state
+                ck, tk, _, _ = timed_runner(step, fresh, kb, args.chunk, axes, args.repeats, conv)
+                row = {"size": size, "k": k, "conv": conv, "single_step_s": t1,
+                       "single_compile_s": c1, "vmap_step_s": tk, "vmap_compile_s": ck,
+                       "sequential_fit_it_per_s": 1.0 / t1, "vmap_fit_it_per_s": k / tk,
+                       "speedup": (k / tk) * t1}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     head = (f"{args.preset} generator, chunk {args.chunk}, median of {args.repeats} calls after "
             f"a warm-up; {machine['device']} ({machine['platform']}, {machine['cpus']} CPUs), "
             f"jax {machine['jax']}")
-    lines = [head, "", "| size | K | sequential fit-it/s | vmapped fit-it/s | vmapped / sequential "
-             "| single step ms | vmapped step ms | compile s (single / vmapped) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [head, "", "| size | K | vmapped convs | sequential fit-it/s | vmapped fit-it/s "
+             "| vmapped / sequential | single step ms | vmapped step ms "
+             "| compile s (single / vmapped) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['size']} | {r['k']} | {r['sequential_fit_it_per_s']:.2f} | "
+        lines.append(f"| {r['size']} | {r['k']} | {r['conv']} | "
+                     f"{r['sequential_fit_it_per_s']:.2f} | "
                      f"{r['vmap_fit_it_per_s']:.2f} | {r['speedup']:.2f}x | "
                      f"{r['single_step_s'] * 1e3:.1f} | {r['vmap_step_s'] * 1e3:.1f} | "
                      f"{r['single_compile_s']:.1f} / {r['vmap_compile_s']:.1f} |")
@@ -113,12 +128,13 @@ def plot(rows, path):
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for i, size in enumerate(sorted({r["size"] for r in rows})):
-        sel = [r for r in rows if r["size"] == size]
-        ks = [r["k"] for r in sel]
-        ax.plot(ks, [r["vmap_fit_it_per_s"] for r in sel], "o-", color=f"C{i}",
-                label=f"{size} px vmapped")
-        ax.plot(ks, [r["sequential_fit_it_per_s"] for r in sel], "--", color=f"C{i}",
-                label=f"{size} px sequential")
+        for j, conv in enumerate(sorted({r["conv"] for r in rows})):
+            sel = [r for r in rows if r["size"] == size and r["conv"] == conv]
+            ax.plot([r["k"] for r in sel], [r["vmap_fit_it_per_s"] for r in sel],
+                    "os^v"[j % 4] + "-", color=f"C{i}", label=f"{size} px vmapped, {conv}")
+        sel = [r for r in rows if r["size"] == size and r["conv"] == rows[0]["conv"]]
+        ax.plot([r["k"] for r in sel], [r["sequential_fit_it_per_s"] for r in sel], "--",
+                color=f"C{i}", label=f"{size} px sequential")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("fits K")

@@ -41,9 +41,43 @@ def test_bench_reference_refuses_a_folder_that_is_not_a_checkout(tmp_path):
 
 def test_bench_batching_smoke(tmp_path):
     r = _run("bench_batching.py", "--preset", "denoise-fast", "--sizes", 32, "--ks", 2,
-             "--repeats", 1, "--out", tmp_path)
+             "--repeats", 1, "--convs", "dot", "--out", tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    assert [(x["size"], x["k"]) for x in rows] == [(32, 2)]
+    assert [(x["size"], x["k"], x["conv"]) for x in rows] == [(32, 2, "dot")]
     assert all(x["vmap_fit_it_per_s"] > 0 and x["sequential_fit_it_per_s"] > 0 for x in rows)
     assert (tmp_path / "throughput.png").is_file()
+
+
+def _image(path, size, seed):
+    import imageio.v3 as iio
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    iio.imwrite(path, (rng.random((size, size, 3)) * 255).astype(np.uint8))
+
+
+def test_reproduce_smoke(tmp_path):
+    data = tmp_path / "data"
+    _image(data / "Set5" / "x4" / "baby.png", 64, 0)
+    _image(data / "denoise9" / "F16.png", 64, 1)
+    _image(data / "denoise9" / "sigma25" / "F16.png", 64, 2)
+    _image(data / "dip" / "denoising" / "F16_GT.png", 64, 3)
+    out = tmp_path / "out"
+    r = _run("reproduce.py", "--data-dir", data, "--groups", "sr4", "denoise", "notebooks",
+             "--tiny", "--iters", 2, "--limit", 1, "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(x["group"], x["image"]) for x in rows] == [
+        ("sr4", "baby"), ("denoise", "F16"), ("notebooks", "F16 denoise")]
+    assert all(x["iters"] == 2 and 0 < x["psnr"] < 100 for x in rows)
+    table = (out / "table.md").read_text()
+    # The paper's column is the committed scores of the published images (x4 baby: 31.49 dB).
+    assert "| DIP, paper's images (deep_prior) | 31.49 |" in table
+    assert "| F16 denoise | denoise | 2 |" in table
+
+
+def test_reproduce_refuses_a_folder_without_the_data(tmp_path):
+    r = _run("reproduce.py", "--data-dir", tmp_path, "--out", tmp_path / "o")
+    assert r.returncode != 0 and "no Set5/ folder" in r.stderr

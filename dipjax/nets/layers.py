@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from dipjax.ops.conv import conv2d
 from dipjax.ops.downsampler import Downsampler
 
 Array = jax.Array
@@ -49,10 +50,7 @@ class Conv2d(nn.Module):
         k = self.kernel_size
         bound = 1.0 / math.sqrt(self.in_features * k * k)
         kernel = self.param("kernel", uniform_init(bound), (k, k, self.in_features, self.features))
-        p = self.padding
-        y = jax.lax.conv_general_dilated(
-            x, kernel, (self.stride, self.stride), [(p, p), (p, p)],
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y = conv2d(x, kernel, self.stride, self.padding)
         if self.use_bias:
             y = y + self.param("bias", uniform_init(bound), (self.features,))
         return y

@@ -1,0 +1,103 @@
+"""The convolution implementations against a direct numpy sum and XLA's own convolution gradients."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dipjax.ops import conv
+
+
+def numpy_conv(x, w, stride, padding):
+    """Cross-correlation by the definition: y[n,i,j,o] = sum x[n, s*i+a, s*j+b, c] w[a,b,c,o]."""
+    x = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    k = w.shape[0]
+    ho, wo = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
+    y = np.zeros((x.shape[0], ho, wo, w.shape[-1]), np.float64)
+    for a in range(k):
+        for b in range(k):
+            win = x[:, a: a + stride * (ho - 1) + 1: stride, b: b + stride * (wo - 1) + 1: stride]
+            y += np.einsum("nhwc,co->nhwo", win, w[a, b])
+    return y
+
+
+CASES = [  # (H, W, in, out, k, stride, padding)
+    (13, 11, 5, 6, 3, 1, 1),
+    (13, 10, 4, 3, 3, 2, 1),
+    (9, 12, 3, 4, 5, 1, 2),
+    (14, 9, 6, 7, 1, 1, 0),
+    (4, 4, 3, 2, 3, 1, 1),
+]
+
+
+@pytest.fixture(autouse=True)
+def small_strips(monkeypatch):
+    # Strips of 16 output pixels, so that these small maps are split, with a ragged last strip.
+    monkeypatch.setattr(conv, "STRIP_PIXELS", 16)
+    monkeypatch.setattr(conv, "SMALL_PIXELS", 16)
+
+
+def _arrays(case, seed=0):
+    h, w, cin, cout, k, _, _ = case
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(2, h, w, cin)).astype(np.float32),
+            rng.normal(size=(k, k, cin, cout)).astype(np.float32))
+
+
+@pytest.mark.parametrize("impl", ["xla", "fast", "dot"])
+@pytest.mark.parametrize("case", CASES)
+def test_forward_matches_definition(impl, case):
+    x, w = _arrays(case)
+    stride, padding = case[5], case[6]
+    with conv.conv_impl(impl):
+        y = jax.jit(lambda x, w: conv.conv2d(x, w, stride, padding))(x, w)
+    np.testing.assert_allclose(np.asarray(y), numpy_conv(x, w, stride, padding),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("impl", ["fast", "dot"])
+@pytest.mark.parametrize("case", CASES)
+def test_gradients_match_xla(impl, case):
+    x, w = _arrays(case)
+    stride, padding = case[5], case[6]
+    r = np.random.default_rng(1).normal(size=numpy_conv(x, w, stride, padding).shape)
+
+    def grads(name):
+        def loss(x, w):
+            with conv.conv_impl(name):
+                return jnp.sum(conv.conv2d(x, w, stride, padding) * r)
+        return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
+
+    for got, want in zip(grads(impl), grads("xla")):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
+
+
+def test_strips_really_split_the_map():
+    x, w = _arrays(CASES[0])
+    with conv.conv_impl("fast"):
+        hlo = jax.jit(lambda x, w: conv.conv2d(x, w, 1, 1)).lower(x, w).as_text()
+    assert hlo.count("convolution") >= 2  # 13x11 output, 16-pixel strips: several convolutions
+
+
+def test_vmap_with_per_fit_weights_equals_a_loop():
+    case = CASES[0]
+    xs, ws = zip(*[_arrays(case, seed) for seed in range(3)])
+    xs, ws = np.stack(xs), np.stack(ws)
+
+    def loss(x, w):
+        with conv.conv_impl("fast"):
+            return jnp.sum(jnp.sin(conv.conv2d(x, w, 1, 1)))
+
+    g = jax.jit(jax.vmap(jax.grad(loss, argnums=1)))(xs, ws)
+    for i in range(3):
+        np.testing.assert_allclose(np.asarray(g[i]), np.asarray(jax.grad(loss, 1)(xs[i], ws[i])),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_auto_is_xla_off_the_cpu_and_bad_names_are_refused(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert conv.current_impl() == "xla"
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    assert conv.current_impl() == "fast"
+    with pytest.raises(ValueError, match="one of"):
+        with conv.conv_impl("winograd"):
+            pass
