@@ -63,9 +63,9 @@ def resolve_strategy(strategy: str) -> str:
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if strategy == "auto":
-        # Per-fit weights make every convolution a grouped one, which XLA's CPU backend runs
-        # at about half the throughput of separate fits (README, bench_batching.py);
-        # on GPUs it pays at small images and loses at large ones, so there it is measured.
+        # A vmapped step on the CPU (its convolutions as batched matrix products) runs at
+        # 0.75-0.91x the throughput of separate fits (README, bench_batching.py); on GPUs
+        # vmapping pays at small images and loses at large ones, so there it is measured.
         return "sequential" if jax.default_backend() == "cpu" else "measure"
     return strategy
 

@@ -18,9 +18,9 @@ import jax.numpy as jnp
 import optax
 
 from dipjax import early_stop
-from dipjax.ops import conv
 from dipjax.inputs import perturb
 from dipjax.metrics import psnr
+from dipjax.ops import conv
 from dipjax.tasks import Measure, loss_fn, total_variation
 
 

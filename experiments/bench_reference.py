@@ -39,15 +39,19 @@ RECIPES = {"denoise": ("denoising_F16", "identity", 1 / 30),
            "inpaint": ("inpaint_kate", "mask", 0.03)}
 
 
-def net_spec(recipe, tiny: bool):
-    """The recipe's generator, or (``--tiny``, for smoke tests) a 3-scale, 8-channel skip net."""
-    from dipjax.netspec import RECIPE_NETS, NetSpec
+def tiny_net():
+    """A 3-scale, 8-channel skip net with input depth 4 (smoke tests of the experiments)."""
+    from dipjax.netspec import NetSpec
 
-    if tiny:
-        return NetSpec.of("skip", 4, 3, num_channels_down=[8] * 3, num_channels_up=[8] * 3,
-                          num_channels_skip=[2] * 3, upsample_mode="bilinear",
-                          pad="reflection")
-    return RECIPE_NETS[RECIPES[recipe][0]]
+    return NetSpec.of("skip", 4, 3, num_channels_down=[8] * 3, num_channels_up=[8] * 3,
+                      num_channels_skip=[2] * 3, upsample_mode="bilinear", pad="reflection")
+
+
+def net_spec(recipe, tiny: bool):
+    """The recipe's generator, or (``--tiny``) ``tiny_net()``."""
+    from dipjax.netspec import RECIPE_NETS
+
+    return tiny_net() if tiny else RECIPE_NETS[RECIPES[recipe][0]]
 
 
 def problem_arrays(recipe, size, depth, seed=0):

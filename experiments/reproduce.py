@@ -38,8 +38,10 @@ from dipjax import api, io  # noqa: E402
 from dipjax.metrics import psnr_np, psnr_sr  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
 
-SET5 = ["baby", "bird", "butterfly", "head", "woman"]
-DENOISE9 = ["F16", "baboon", "hill", "kodim01", "kodim02", "kodim03", "kodim12", "lena", "peppers"]
+sys.path.insert(0, str(ROOT / "experiments"))
+from bench_reference import tiny_net  # noqa: E402
+from paper_scores import DENOISE9, SET5  # noqa: E402
+
 PRESETS = {"sr4": ("superres-x4", "superres-fast"), "sr8": ("superres-x8", "superres-fast"),
            "denoise": ("denoise", "denoise-fast")}
 # name: (task, paper preset, fast preset, image, mask, scorer)
@@ -62,11 +64,7 @@ def adjusted(preset, args):
     if args.iters:
         preset = preset.replace(iters=args.iters)
     if args.tiny:
-        from dipjax.netspec import NetSpec
-
-        net = NetSpec.of("skip", 4, 3, num_channels_down=[8] * 3, num_channels_up=[8] * 3,
-                         num_channels_skip=[2] * 3, upsample_mode="bilinear", pad="reflection")
-        preset = preset.replace(net=net, input_depth=4)
+        preset = preset.replace(net=tiny_net(), input_depth=4)
     return preset
 
 
@@ -112,11 +110,9 @@ def notebook_rows(args):
         preset = adjusted(get_preset(args.preset.get(name) or (fast if args.fast else paper)),
                           args)
         img = io.load_image(args.data_dir / "dip" / image)
-        kw = {"degrade": True}
+        kw = {"degrade": True}  # restoration: a random mask, the image itself the truth
         if mask is not None:
             kw = {"mask": io.load_image(args.data_dir / "dip" / mask), "gt": img}
-        elif task == "restore":
-            kw = {"degrade": True, "gt": img}
         problem, result, wall = run_fit(task, preset, img, args, **kw)
         score = psnr_sr if scorer == "sr" else psnr_np
         row = {"group": "notebooks", "image": name, "preset": preset.name,
