@@ -1,7 +1,27 @@
-"""dipjax: Deep Image Prior in JAX."""
-from dipjax.nets import ResNet, UNet, count_params, dcgan, get_net, get_texture_nets, skip
-from dipjax.api import fit, fit_image, fit_operator, operator_problem, prepare
+"""dipjax: Deep Image Prior in JAX.
+
+``dipjax.fit`` is the command-line module (``python -m dipjax.fit``); the functions are
+``fit_image`` (one image, by task), ``fit_problem`` (one prepared problem), ``run`` (many
+problems and seeds) and ``fit_operator`` (your own forward operator). Names are imported on
+first use, so that the command line's ``--help`` and input errors answer without loading JAX.
+"""
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["ResNet", "UNet", "count_params", "dcgan", "fit", "fit_image", "fit_operator",
-           "get_net", "get_texture_nets", "operator_problem", "prepare", "skip"]
+_EXPORTS = {
+    **dict.fromkeys(["ResNet", "UNet", "count_params", "dcgan", "get_net", "get_texture_nets",
+                     "skip"], "dipjax.nets"),
+    **dict.fromkeys(["FitResult", "RunResult", "fit_image", "fit_operator", "fit_problem",
+                     "operator_problem", "prepare", "run"], "dipjax.api"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dipjax' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,18 +1,29 @@
-"""Checkpoints of a fit with orbax: the whole ``FitState`` plus the metrics history so far.
+"""Checkpoints of a run: the state of the batch of fits in flight and the results of the finished
+fits, so that an interrupted run of any kind (one fit, seeds, many images) resumes exactly.
 
-Layout: ``DIR/checkpoint/step_NNNNNNNN/`` (orbax; written to a temporary name, then renamed)
-and ``DIR/checkpoint/history.jsonl``. Only the newest step is kept.
+Layout under ``DIR/checkpoint/``:
+- ``state/<n>/``: orbax, the newest save only (older ones are deleted once it is complete); it
+  holds the batch's whole ``FitState`` (``state``) and a JSON record (``meta``): the run id, the
+  batch's fits as (problem index, seed) pairs, whether they were stacked, the iterations done
+  and each fit's metrics history.
+- ``done/p<index>_s<seed>.npz`` and ``.json``: a finished fit's outputs (float32) and its history,
+  final metrics and early-stopping record, written atomically when the fit ends.
+
+Saving is asynchronous: ``save`` returns once the state is copied to the host, and the write
+goes on while the next steps run; it is waited for before the next save and at ``close``.
 """
 from __future__ import annotations
 
+import io as _io
 import json
 import pathlib
 import shutil
+from typing import Optional
 
 import jax
-import orbax.checkpoint as ocp
+import numpy as np
 
-from dipjax.io import atomic_write_bytes
+from dipjax.io import InputError, atomic_write_bytes
 from dipjax.step import FitState
 
 
@@ -22,38 +33,103 @@ def _to_tree(state: FitState) -> dict:
     return d
 
 
-def save(folder, state: FitState, history: list) -> pathlib.Path:
-    """Write the state after ``len(history)`` iterations; returns the step folder."""
-    root = pathlib.Path(folder).resolve() / "checkpoint"
-    root.mkdir(parents=True, exist_ok=True)
-    done = int(jax.device_get(state.step))
-    path = root / f"step_{done:08d}"
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(path, _to_tree(state), force=True)
-        ckpt.wait_until_finished()
-    atomic_write_bytes(root / "history.jsonl",
-                       "".join(json.dumps(h) + "\n" for h in history).encode())
-    for old in root.glob("step_*"):
-        if old != path and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-    return path
+class Checkpointer:
+    """One per run and folder. ``run_id`` ties the checkpoint to the run that wrote it."""
 
+    def __init__(self, folder, run_id: str, name: str = "checkpoint"):
+        self.root = pathlib.Path(folder).resolve() / name
+        self.run_id = run_id
+        self._manager = None
+        self._count = 0
 
-def latest(folder):
-    """The newest step folder under ``folder/checkpoint``, or None."""
-    steps = sorted((pathlib.Path(folder) / "checkpoint").glob("step_*"))
-    return steps[-1].resolve() if steps else None
+    def _mgr(self):
+        if self._manager is None:
+            import orbax.checkpoint as ocp
 
+            self.root.mkdir(parents=True, exist_ok=True)
+            options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                                   enable_async_checkpointing=True)
+            self._manager = ocp.CheckpointManager(self.root / "state", options=options)
+            self._count = (self._manager.latest_step() or 0) + 1
+        return self._manager
 
-def restore(folder, like: FitState) -> tuple[FitState, list]:
-    """Read the newest checkpoint into a state shaped like ``like``; returns (state, history)."""
-    path = latest(folder)
-    if path is None:
-        raise FileNotFoundError(f"{folder}: no checkpoint found")
-    target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _to_tree(like))
-    with ocp.StandardCheckpointer() as ckpt:
-        tree = ckpt.restore(path, target)
-    tree["key"] = jax.random.wrap_key_data(tree["key"], impl=jax.random.key_impl(like.key))
-    history_file = pathlib.Path(folder) / "checkpoint" / "history.jsonl"
-    history = [json.loads(line) for line in history_file.read_text().splitlines() if line]
-    return FitState(**tree), history
+    def save(self, fits, stacked: bool, state: FitState, histories: list) -> None:
+        """Save the batch ``fits`` after ``len(histories[0])`` iterations (asynchronously)."""
+        import orbax.checkpoint as ocp
+
+        mgr = self._mgr()
+        meta = {"run_id": self.run_id, "fits": [list(f) for f in fits], "stacked": stacked,
+                "iters": len(histories[0]), "histories": histories}
+        mgr.save(self._count, args=ocp.args.Composite(state=ocp.args.StandardSave(
+            _to_tree(state)), meta=ocp.args.JsonSave(meta)))
+        self._count += 1
+
+    def current(self) -> Optional[dict]:
+        """The newest batch record (``fits``, ``stacked``, ``iters``, ``histories``), or None."""
+        if not (self.root / "state").is_dir():
+            return None
+        import orbax.checkpoint as ocp
+
+        mgr = self._mgr()
+        step = mgr.latest_step()
+        if step is None:
+            return None
+        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        self._check_run(meta.get("run_id"))
+        meta["fits"] = [tuple(f) for f in meta["fits"]]
+        return meta
+
+    def restore(self, like: FitState) -> FitState:
+        """The newest batch state, shaped (and placed) like ``like``."""
+        import orbax.checkpoint as ocp
+
+        mgr = self._mgr()
+        target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _to_tree(like))
+        tree = mgr.restore(mgr.latest_step(), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target)))["state"]
+        tree["key"] = jax.random.wrap_key_data(tree["key"], impl=jax.random.key_impl(like.key))
+        return FitState(**tree)
+
+    def finish(self, index: int, seed: int, arrays: dict, record: dict) -> None:
+        """Keep a finished fit: ``arrays`` (name -> float32 array), ``record`` (JSON-able)."""
+        done = self.root / "done"
+        done.mkdir(parents=True, exist_ok=True)
+        buf = _io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(done / f"p{index}_s{seed}.npz", buf.getvalue())
+        atomic_write_bytes(done / f"p{index}_s{seed}.json",
+                           json.dumps(dict(record, run_id=self.run_id)).encode())
+
+    def finished(self) -> dict:
+        """{(index, seed): (arrays, record)} of the fits kept by ``finish``."""
+        out = {}
+        for path in sorted((self.root / "done").glob("p*_s*.json")):
+            record = json.loads(path.read_text())
+            self._check_run(record.pop("run_id", None))
+            with np.load(path.with_suffix(".npz")) as z:
+                arrays = {k: z[k] for k in z.files}
+            index, seed = path.stem[1:].split("_s")
+            out[(int(index), int(seed))] = (arrays, record)
+        return out
+
+    def _check_run(self, run_id) -> None:
+        if run_id != self.run_id:
+            raise InputError(f"{self.root}: the checkpoint belongs to another run (run id "
+                             f"{run_id}, this run is {self.run_id}); nothing was resumed")
+
+    def exists(self) -> bool:
+        return self.root.is_dir() and any(self.root.iterdir())
+
+    def wait(self) -> None:
+        if self._manager is not None:
+            self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.close()
+            self._manager = None
+
+    def remove(self) -> None:
+        """Delete the checkpoint (a run that ended has nothing to resume)."""
+        self.close()
+        shutil.rmtree(self.root, ignore_errors=True)

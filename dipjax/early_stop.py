@@ -4,9 +4,10 @@ After Wang, Li, Zhuang, Chen, Liang, Sun, "Early Stopping for Deep Image Prior" 
 outputs of a fit first settle on the image content and then start to chase the noise; the
 spread of the last ``window`` outputs is lowest around the turn. The detector keeps the last
 ``window`` outputs on the device, computes their variance every step, and remembers the lowest
-variance, the iteration that ended that window and the output there (the newest of the window). When ``patience`` steps
-pass without a new minimum it fires: the fit may stop (``halt``) or go on (``mark``); either way
-the remembered output and iteration stay those of the detection.
+variance, the iteration that ended that window and the output there (the newest of the
+window). When ``patience`` steps pass without a new minimum it fires: the fit may stop
+(``halt``) or go on (``mark``); either way the remembered output and iteration stay those of
+the detection.
 """
 from __future__ import annotations
 

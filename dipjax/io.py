@@ -10,7 +10,15 @@ import tempfile
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Images over this many pixels are refused before they are decoded (a 100000x100000 header
+# would otherwise ask for 30 GB). DIPJAX_MAX_PIXELS raises or lowers it.
+MAX_PIXELS_ENV = "DIPJAX_MAX_PIXELS"
+DEFAULT_MAX_PIXELS = 40_000_000
+# New files get the permissions the umask allows, as open() would give them.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 class InputError(ValueError):
@@ -32,20 +40,46 @@ def _to_array(img: Image.Image, path) -> np.ndarray:
     return np.asarray(img.convert("RGB"), np.float32) / 255.0
 
 
+def max_pixels() -> int:
+    try:
+        return int(os.environ.get(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS))
+    except ValueError:
+        raise InputError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: not a whole "
+                         f"number") from None
+
+
 def load_image(path) -> np.ndarray:
-    """Read a PNG/JPEG/... as float32 (H, W, C) in [0, 1]; 16-bit is scaled by 65535, palette
-    images are expanded to RGB, alpha is dropped with a warning. Raises ``InputError``."""
+    """Read a PNG/JPEG/TIFF/WebP/... as float32 (H, W, C) in [0, 1]; 16-bit is scaled by
+    65535, palette and CMYK images become RGB, alpha is dropped, an EXIF orientation is applied
+    and an animation's first frame is used (each with a warning). Raises ``InputError``."""
     path = pathlib.Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image")
+    limit = max_pixels()
     try:
         with Image.open(path) as img:
+            w, h = img.size
+            if w * h > limit:
+                raise InputError(f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the "
+                                 f"limit of {limit / 1e6:.0f}; downscale it, or raise the limit "
+                                 f"with {MAX_PIXELS_ENV}")
+            if getattr(img, "n_frames", 1) > 1:
+                warnings.warn(f"{path}: {img.n_frames} frames; the first is used", stacklevel=2)
             img.load()
+            orientation = img.getexif().get(0x0112, 1)
+            if orientation not in (0, 1):
+                img = ImageOps.exif_transpose(img)
+                warnings.warn(f"{path}: turned upright as its EXIF orientation ({orientation}) "
+                              f"says", stacklevel=2)
             return _to_array(img, path)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: refused as too large ({e})") from None
     except UnidentifiedImageError:
-        raise InputError(f"{path}: not an image (unrecognised format)") from None
+        hint = (" (HEIC/HEIF is not supported: convert it to JPEG or PNG)"
+                if path.suffix.lower() in (".heic", ".heif") else "")
+        raise InputError(f"{path}: not an image (unrecognised format){hint}") from None
     except PermissionError:
         raise InputError(f"{path}: cannot be read (permission denied)") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -70,6 +104,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

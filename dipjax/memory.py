@@ -7,6 +7,7 @@ for backtracking and its moments).
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -20,6 +21,11 @@ BYTES = 4  # float32
 
 def estimate_bytes(net, z_shape) -> int:
     """Estimated bytes one fit step needs for input shape (1, H, W, D)."""
+    return _estimate(net, tuple(z_shape))
+
+
+@functools.lru_cache(maxsize=64)
+def _estimate(net, z_shape: tuple) -> int:
     z = jax.ShapeDtypeStruct(tuple(z_shape), jnp.float32)
 
     def forward(x):
@@ -28,7 +34,7 @@ def estimate_bytes(net, z_shape) -> int:
         return variables, inter
 
     variables, inter = jax.eval_shape(forward, z)
-    size = lambda tree: sum(int(np.prod(l.shape)) for l in jax.tree_util.tree_leaves(tree))
+    size = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(tree))
     return BYTES * (ACTIVATION_FACTOR * size(inter) + PARAM_COPIES * size(variables))
 
 
@@ -46,3 +52,30 @@ def largest_side(need: int, have: int, hw) -> tuple[int, int]:
     """Scale (H, W) so that the need (roughly linear in pixels) fits ``have``."""
     f = (have / need) ** 0.5
     return int(hw[0] * f), int(hw[1] * f)
+
+
+def early_stop_bytes(problem, preset) -> int:
+    """Device memory of the early-stopping detector: its window of outputs and the best one."""
+    if preset.early_stop == "off":
+        return 0
+    return (preset.es_window + 1) * BYTES * int(np.prod(problem.out_hw)) * problem.channels
+
+
+def check(net, z_shape, hw, preset_name: str, n_fits: int = 1, extra_bytes: int = 0) -> None:
+    """Refuse, with the largest size that would fit, a fit that cannot fit the device."""
+    from dipjax.io import InputError
+
+    need = n_fits * (estimate_bytes(net, z_shape) + extra_bytes)
+    have = device_bytes()
+    if need > have:
+        h, w = largest_side(need, have, hw)
+        raise InputError(f"image size {hw[1]}x{hw[0]}: preset {preset_name} needs about "
+                         f"{need / 2**30:.1f} GiB, the device has {have / 2**30:.1f} GiB; "
+                         f"downscale or crop to about {w}x{h} or smaller")
+
+
+def fits_at_once(net, z_shape, problem, preset, n_devices: int) -> int:
+    """How many fits of ``problem`` the devices hold at once by ``estimate_bytes``."""
+    per_fit = estimate_bytes(net, z_shape) + early_stop_bytes(problem, preset)
+    per_device = max(1, device_bytes() // max(per_fit, 1))
+    return int(per_device * n_devices)

@@ -6,9 +6,54 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from typing import Optional
 
-from dipjax.netspec import RECIPE_NETS, NetSpec, _CONSTRUCTORS
+from dipjax.early_stop import MODES as EARLY_STOP_MODES
+from dipjax.io import InputError
+from dipjax.nets.layers import INIT_STYLES
+from dipjax.netspec import _CONSTRUCTORS, RECIPE_NETS, NetSpec
+
+
+class ParameterError(InputError):
+    """A preset field with a value it cannot take. ``name`` is the field (the CLI maps it onto
+    its flag), ``value`` the value, ``why`` the rule it breaks."""
+
+    def __init__(self, name: str, value, why: str):
+        self.name, self.value, self.why = name, value, why
+        super().__init__(f"{name}={value!r}: {why}")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+# (field, rule, message): every numeric and enumerated field a user can set.
+_RULES = (
+    ("iters", lambda v: isinstance(v, int) and v > 0, "must be an integer > 0"),
+    ("lr", lambda v: _finite(v) and 0 < v <= 10, "must be a finite number in (0, 10]"),
+    ("reg_noise_std", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
+    ("exp_weight", lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("backtrack_every", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
+    ("input_depth", lambda v: isinstance(v, int) and v > 0, "must be an integer > 0"),
+    ("input_var", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
+    ("sigma", lambda v: _finite(v) and 0 <= v <= 255, "must be in [0, 255]"),
+    ("density", lambda v: _finite(v) and 0 <= v <= 1, "must be in [0, 1]"),
+    ("quality", lambda v: isinstance(v, int) and 1 <= v <= 95, "must be an integer in 1..95"),
+    ("keep", lambda v: _finite(v) and 0 < v <= 1, "must be in (0, 1]"),
+    ("scale", lambda v: v in (2, 4, 8), "must be 2, 4 or 8"),
+    ("tv_weight", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
+    ("loss", lambda v: v in ("mse", "l1"), "must be mse or l1"),
+    ("input_kind", lambda v: v in ("noise", "meshgrid", "image"),
+     "must be noise, meshgrid or image"),
+    ("noise", lambda v: v in ("gauss", "saltpepper", "jpeg"), "must be gauss, saltpepper or jpeg"),
+    ("mask_kind", lambda v: v in ("file", "text", "random", "rect"),
+     "must be file, text, random or rect"),
+    ("init_style", lambda v: v in INIT_STYLES, "must be " + " or ".join(INIT_STYLES)),
+    ("early_stop", lambda v: v in EARLY_STOP_MODES, "must be " + ", ".join(EARLY_STOP_MODES)),
+    ("es_window", lambda v: isinstance(v, int) and v >= 2, "must be an integer >= 2"),
+    ("es_patience", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +100,18 @@ class Preset:
     early_stop: str = "off"
     es_window: int = 100
     es_patience: int = 500
+
+    def __post_init__(self):
+        for name, ok, why in _RULES:
+            value = getattr(self, name)
+            if not ok(value):
+                raise ParameterError(name, value, why)
+        from dipjax.ops.blur import parse_blur
+
+        try:
+            parse_blur(self.blur)
+        except ValueError as e:
+            raise ParameterError("blur", self.blur, str(e)) from None
 
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -134,9 +191,10 @@ FAST_DEFAULT = {"denoise": "denoise-fast", "superres": "superres-fast",
 
 
 def get_preset(name: str, task: Optional[str] = None) -> Preset:
+    """The preset called ``name``; with ``task``, refuse one made for another task."""
     if name not in PRESETS:
-        raise KeyError(name)
+        raise ParameterError("preset", name, "unknown; one of " + ", ".join(sorted(PRESETS)))
     p = PRESETS[name]
     if task is not None and p.task != task:
-        raise ValueError(f"preset {name!r} is for --task {p.task}, not {task}")
+        raise ParameterError("preset", name, f"is for task {p.task}, not {task}")
     return p

@@ -7,10 +7,9 @@ when known, ``gt`` (1, H, W, C); all float32.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Optional
-
-import dataclasses
 
 import flax.struct
 import jax
@@ -176,33 +175,35 @@ def make_runner(step: Callable, n: int, batch_axes=None, unroll: Optional[bool] 
     return jax.jit(run, donate_argnums=0)
 
 
-def run_chunks(step: Callable, state, batch: dict, sizes, *, batch_axes=None, skip: int = 0,
-               timing: Optional[dict] = None, compiled: Optional[dict] = None, mesh=None):
-    """Run chunks of ``sizes`` steps, compiling each distinct size once; after each chunk yield
-    (state, done, n, metrics on the host, seconds of that chunk). Chunks that end at or before
-    ``skip`` iterations are passed over (a resumed fit). ``timing['compile_s']`` accumulates
-    the compile time. ``compiled``: a cache shared by calls whose steps are the same function
-    of their arguments (fits of one group), keyed by chunk size, shapes and placement.
-    ``mesh``: see ``make_runner``."""
-    compiled = {} if compiled is None else compiled
-    done = 0
-    timing = {} if timing is None else timing
-    timing.setdefault("compile_s", 0.0)
-    for n in sizes:
-        if done + n <= skip:
+def compiled_chunk(step: Callable, n: int, state, batch: dict, *, batch_axes=None, mesh=None,
+                   cache: Optional[dict] = None):
+    """(the compiled chunk of ``n`` steps for these arguments, seconds spent compiling it).
+    ``cache``: shared by calls whose steps are the same function of their arguments (the fits
+    of one shape group), keyed by chunk size, shapes and placement. ``mesh``: see
+    ``make_runner``."""
+    cache = {} if cache is None else cache
+    key = (n, _signature((state, batch)))
+    if key in cache:
+        return cache[key], 0.0
+    t = time.perf_counter()
+    cache[key] = make_runner(step, n, batch_axes, mesh=mesh).lower(state, batch).compile()
+    return cache[key], time.perf_counter() - t
+
+
+def chunk_sizes(iters: int, chunk: int, every=()) -> list:
+    """Sizes of the successive chunks of at most ``chunk`` steps so that every multiple of each
+    ``every`` (snapshots, checkpoints) ends a chunk."""
+    marks = {iters}
+    for e in every:
+        if e:
+            marks.update(range(e, iters, e))
+    sizes, done = [], 0
+    for m in sorted(marks):
+        while done < m:
+            n = min(chunk, m - done)
+            sizes.append(n)
             done += n
-            continue
-        key = (n, _signature((state, batch)))
-        if key not in compiled:
-            t = time.perf_counter()
-            compiled[key] = make_runner(step, n, batch_axes, mesh=mesh).lower(state,
-                                                                              batch).compile()
-            timing["compile_s"] += time.perf_counter() - t
-        t = time.perf_counter()
-        state, m = compiled[key](state, batch)
-        m = jax.device_get(m)
-        done += n
-        yield state, done, n, m, time.perf_counter() - t
+    return sizes
 
 
 def _signature(tree) -> tuple:
@@ -215,8 +216,3 @@ def default_chunk() -> int:
     """Steps per host call: small on the CPU, where the scan is unrolled and compile time grows
     with it; larger on accelerators."""
     return 5 if jax.default_backend() == "cpu" else 50
-
-
-def make_render(net) -> Callable:
-    """jit(params, z) -> the net's output (1, H, W, C) for the unperturbed input."""
-    return jax.jit(lambda params, z: net.apply({"params": params}, z))

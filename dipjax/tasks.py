@@ -1,21 +1,24 @@
-"""Tasks: how an image is degraded, what the net's output is compared with, and the baseline.
+"""Tasks: what the net's output is compared with, the baseline, and the task registry.
 
 A task turns user images into a ``Problem`` (numpy arrays, float32 (H, W, C) in [0, 1]) and a
 ``Measure`` (the forward operator, hashable so it can live in a jitted step's closure).
+``prepare(task, preset, image, ...)`` dispatches through ``PREPARE``, one entry per task; a new
+task is a ``prepare_*`` function added there (and a preset in ``dipjax.presets``).
+
+Error messages name an input by its role ('image', 'mask', 'gt', 'flash', 'kernel') or, when
+the caller passes ``names={'mask': 'm.png'}``, by the file it came from.
 """
 from __future__ import annotations
 
 import dataclasses
-import io as _io
-import warnings
 from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
-from dipjax.io import InputError, bicubic_upscale, crop_to_multiple, sr_pair, to_pil
+from dipjax import degrade as deg
+from dipjax.io import InputError, bicubic_upscale, crop_to_multiple, sr_pair
 from dipjax.ops.blur import blur, parse_blur
 from dipjax.ops.downsampler import Downsampler
 
@@ -83,179 +86,133 @@ class Problem:
         return self.out_channels or self.target.shape[-1]
 
 
-def add_gaussian_noise(img: np.ndarray, sigma255: float, rng: np.random.Generator) -> np.ndarray:
-    """``clip(img + N(0, sigma/255), 0, 1)`` as the reference's ``get_noisy_image``."""
-    return np.clip(img + rng.normal(0, sigma255 / 255.0, img.shape), 0, 1).astype(np.float32)
+def _name(names: dict, role: str) -> str:
+    return str(names.get(role) or role)
 
 
-def add_salt_pepper(img: np.ndarray, density: float, rng: np.random.Generator) -> np.ndarray:
-    """Set a fraction ``density`` of pixels (all channels) to 0 or 1 with equal odds."""
-    u = rng.random(img.shape[:2])
-    out = img.copy()
-    out[u < density / 2] = 0.0
-    out[(u >= density / 2) & (u < density)] = 1.0
-    return out
+def _same_size(a, b, role_a: str, what_b: str, names: dict) -> None:
+    if a is not None and a.shape[:2] != b.shape[:2]:
+        raise InputError(f"{_name(names, role_a)}: size {a.shape[1]}x{a.shape[0]} differs from "
+                         f"the {what_b}'s {b.shape[1]}x{b.shape[0]}")
 
 
-def jpeg_compress(img: np.ndarray, quality: int) -> np.ndarray:
-    """Round-trip through Pillow's JPEG encoder at ``quality`` (1-95)."""
-    buf = _io.BytesIO()
-    to_pil(img).save(buf, format="JPEG", quality=int(quality))
-    arr = np.asarray(Image.open(buf), np.float32) / 255.0
-    return arr[..., None] if arr.ndim == 2 else arr
-
-
-def bernoulli_mask(hw, keep: float, rng: np.random.Generator) -> np.ndarray:
-    """(H, W, 1) mask, 1 = known pixel with probability ``keep`` (same for every channel)."""
-    return (rng.random(hw) < keep).astype(np.float32)[..., None]
-
-
-def text_mask(hw, text: str = "hello world", size: Optional[int] = None) -> np.ndarray:
-    """(H, W, 1) mask with ``text`` written repeatedly in 0 (unknown) over 1."""
-    h, w = hw
-    pil = Image.new("L", (w, h), 255)
-    draw = ImageDraw.Draw(pil)
-    size = size or max(10, h // 12)
-    try:
-        font = ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has a fixed-size default font
-        font = ImageFont.load_default()
-    for y in range(size // 2, h, 2 * size):
-        draw.text((size // 2, y), (text + "  ") * (1 + w // (size * len(text) // 2 + 1)),
-                  fill=0, font=font)
-    return (np.asarray(pil, np.float32) / 255.0 > 0.5).astype(np.float32)[..., None]
-
-
-def rect_mask(hw, frac: float = 0.25) -> np.ndarray:
-    """(H, W, 1) mask with a centred rectangle of side ``frac`` * size missing."""
-    h, w = hw
-    m = np.ones((h, w, 1), np.float32)
-    rh, rw = max(1, int(h * frac)), max(1, int(w * frac))
-    m[(h - rh) // 2: (h + rh) // 2, (w - rw) // 2: (w + rw) // 2] = 0
-    return m
-
-
-def binarize_mask(mask: np.ndarray, path="mask") -> np.ndarray:
-    """Threshold the channel mean at 0.5 (1 = known), warning when the mask is not binary.
-    Refuses a mask with no known pixel."""
-    mean = mask.mean(axis=-1, keepdims=True)
-    if not np.isin(mean, (0.0, 1.0)).all():
-        warnings.warn(f"{path}: mask is not binary; thresholded at 0.5 (white = known)",
-                      stacklevel=2)
-    m = (mean > 0.5).astype(np.float32)
-    if m.sum() == 0:
-        raise InputError(f"{path}: the mask marks no pixel as known (all values <= 0.5)")
-    return m
-
-
-def prepare_denoise(image, *, gt=None, degrade=False, noise="gauss", sigma=25.0, density=0.1,
-                    quality=10, crop=32, rng=None) -> Problem:
-    """``image`` is noisy, or clean with ``degrade`` (it becomes the ground truth)."""
-    notes = []
-    image = _crop(image, crop, notes)
+def prepare_denoise(image, p, *, gt=None, degrade=False, rng=None, names=None) -> Problem:
+    """``image`` is noisy, or clean with ``degrade`` (it becomes the ground truth): noise
+    ``p.noise`` ('gauss' of std ``p.sigma``/255, 'saltpepper' on ``p.density`` of the pixels,
+    'jpeg' at ``p.quality``)."""
+    names, notes = names or {}, []
+    _same_size(gt, image, "gt", "image", names)
+    image = _crop(image, p.crop, notes)
     if degrade:
         gt = image
-        if noise == "gauss":
-            image = add_gaussian_noise(image, sigma, rng)
-        elif noise == "saltpepper":
-            image = add_salt_pepper(image, density, rng)
-        elif noise == "jpeg":
-            image = jpeg_compress(image, quality)
-        else:
-            raise InputError(f"--noise must be one of {NOISES}, got {noise!r}")
+        image = {"gauss": lambda: deg.add_gaussian_noise(image, p.sigma, rng),
+                 "saltpepper": lambda: deg.add_salt_pepper(image, p.density, rng),
+                 "jpeg": lambda: deg.jpeg_compress(image, p.quality)}[p.noise]()
     elif gt is not None:
-        gt = _crop(gt, crop, [])
+        gt = _crop(gt, p.crop, [])
     return Problem("denoise", Measure(), image, image.shape[:2], gt=gt, degraded=image,
                    baseline=image, notes=notes)
 
 
-def prepare_superres(image, *, gt=None, degrade=False, scale=4, kernel="lanczos2", crop=32,
-                     rng=None) -> Problem:
+def prepare_superres(image, p, *, gt=None, degrade=False, rng=None, names=None) -> Problem:
     """With ``degrade``, ``image`` is the high-resolution truth: cropped to a multiple of
-    ``crop`` and downscaled as the reference does. Else ``image`` is the low-resolution input and
-    the output is ``scale`` times larger."""
-    notes = []
+    ``p.crop`` and downscaled as the reference does. Else ``image`` is the low-resolution input
+    and the output is ``p.scale`` times larger."""
+    names, notes, scale = names or {}, [], p.scale
     if degrade:
-        gt, lr = sr_pair(image, scale, crop)
+        gt, lr = sr_pair(image, scale, p.crop)
         if gt.shape[:2] != image.shape[:2]:
             notes.append(f"cropped {image.shape[1]}x{image.shape[0]} to {gt.shape[1]}x"
-                         f"{gt.shape[0]} (a multiple of {crop}) as the reference does")
+                         f"{gt.shape[0]} (a multiple of {p.crop}) as the reference does")
     else:
         lr = image
         if gt is not None and gt.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-            raise InputError(f"--gt: size {gt.shape[1]}x{gt.shape[0]} is not {scale}x the input "
-                             f"{lr.shape[1]}x{lr.shape[0]}")
+            raise InputError(f"{_name(names, 'gt')}: size {gt.shape[1]}x{gt.shape[0]} is not "
+                             f"{scale}x the input {lr.shape[1]}x{lr.shape[0]}")
     hw = (lr.shape[0] * scale, lr.shape[1] * scale)
-    return Problem("superres", Measure("downsample", scale, kernel), lr, hw, gt=gt,
-                   degraded=bicubic_upscale(lr, hw), baseline=bicubic_upscale(lr, hw),
-                   notes=notes)
+    up = bicubic_upscale(lr, hw)
+    return Problem("superres", Measure("downsample", scale, p.sr_kernel), lr, hw, gt=gt,
+                   degraded=up, baseline=up, notes=notes)
 
 
-def prepare_masked(task, image, *, mask=None, gt=None, degrade=False, mask_kind="file",
-                   keep=0.5, crop=64, pad=0, rng=None) -> Problem:
-    """Inpainting / restoration: the loss sees only pixels where ``mask`` is 1."""
-    notes = []
+def prepare_masked(task, image, p, *, mask=None, gt=None, degrade=False, rng=None,
+                   names=None) -> Problem:
+    """Inpainting / restoration: the loss sees only pixels where the mask is 1. ``mask``: any
+    image (thresholded once here, 1 = known) or None for the mask ``p.mask_kind`` makes."""
+    names, notes, pad = names or {}, [], p.pad
+    _same_size(mask, image, "mask", "image", names)
+    _same_size(gt, image, "gt", "image", names)
     if pad:
-        image = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-        mask = None if mask is None else np.pad(mask, ((pad, pad), (pad, pad), (0, 0)), "reflect")
-        gt = None if gt is None else np.pad(gt, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    image = _crop(image, crop, notes)
+        reflect = lambda a: None if a is None else np.pad(a, ((pad, pad), (pad, pad), (0, 0)),
+                                                          mode="reflect")
+        image, mask, gt = reflect(image), reflect(mask), reflect(gt)
+    image = _crop(image, p.crop, notes)
     hw = image.shape[:2]
     if mask is None:
-        if mask_kind == "file":
-            raise InputError(f"--task {task} needs --mask FILE or a generated --mask-kind "
+        if p.mask_kind == "file":
+            raise InputError(f"task {task} needs a mask (a file) or a generated mask kind "
                              f"({', '.join(MASK_KINDS[1:])})")
-        mask = {"text": lambda: text_mask(hw), "random": lambda: bernoulli_mask(hw, keep, rng),
-                "rect": lambda: rect_mask(hw)}[mask_kind]()
+        mask = {"text": lambda: deg.text_mask(hw),
+                "random": lambda: deg.bernoulli_mask(hw, p.keep, rng),
+                "rect": lambda: deg.rect_mask(hw)}[p.mask_kind]()
+        if mask.sum() == 0:
+            raise InputError(f"mask kind {p.mask_kind} with keep {p.keep:g} keeps no pixel of "
+                             f"the {hw[1]}x{hw[0]} image: raise keep")
         degrade = True
     else:
-        mask = binarize_mask(_crop(mask, crop, []))
-        if mask.shape[:2] != hw:
-            raise InputError(f"--mask: size {mask.shape[1]}x{mask.shape[0]} differs from the "
-                             f"image's {hw[1]}x{hw[0]}")
+        mask = deg.binarize_mask(_crop(mask, p.crop, []), _name(names, "mask"))
     if degrade:
         gt = image
     elif gt is not None:
-        gt = _crop(gt, crop, [])
+        gt = _crop(gt, p.crop, [])
     target = image * mask
     return Problem(task, Measure("mask"), target.astype(np.float32), hw, mask=mask, gt=gt,
                    degraded=target, baseline=target, notes=notes)
 
 
-def prepare_flash(noflash, flash, *, gt=None, crop=32) -> Problem:
-    """The flash image is the net's input, the no-flash image its target."""
-    notes = []
-    noflash = _crop(noflash, crop, notes)
-    flash = _crop(flash, crop, [])
-    if flash.shape[:2] != noflash.shape[:2]:
-        raise InputError(f"--flash: size {flash.shape[1]}x{flash.shape[0]} differs from the "
-                         f"no-flash image's {noflash.shape[1]}x{noflash.shape[0]}")
+def prepare_flash(noflash, p, *, flash=None, gt=None, degrade=False, rng=None,
+                  names=None) -> Problem:
+    """The flash image is the net's input, the no-flash image its target. Without ``flash`` and
+    with ``degrade``, a synthetic pair is made from ``noflash`` (a clean image)."""
+    names, notes = names or {}, []
+    if flash is None:
+        if not degrade:
+            raise InputError("task flash-no-flash needs the flash photo (flash=...)")
+        noflash, flash, gt = deg.synthetic_flash_pair(noflash, rng)
+    _same_size(flash, noflash, "flash", "no-flash image", names)
+    _same_size(gt, noflash, "gt", "no-flash image", names)
+    noflash = _crop(noflash, p.crop, notes)
+    flash = _crop(flash, p.crop, [])
+    gt = None if gt is None else _crop(gt, p.crop, [])
     return Problem("flash-no-flash", Measure(), noflash, noflash.shape[:2], gt=gt,
                    degraded=noflash, baseline=noflash, net_image=flash, notes=notes)
 
 
 def blur_kernel(blur_spec: str = "gauss:2", kernel: Optional[np.ndarray] = None,
-                path: str = "--kernel") -> np.ndarray:
-    """The deblurring kernel: ``kernel`` (an image, channels averaged, scaled to sum 1) or the
-    Gaussian named by ``blur_spec``."""
+                name: str = "kernel") -> np.ndarray:
+    """The deblurring kernel (kh, kw) float64 summing to 1: ``kernel`` (an image, channels
+    averaged, scaled to sum 1) or the Gaussian named by ``blur_spec``."""
     if kernel is None:
         try:
             return parse_blur(blur_spec)
         except ValueError as e:
-            raise InputError(f"--blur: {e}") from None
+            raise InputError(f"blur {blur_spec!r}: {e}") from None
     k = np.asarray(kernel, np.float64)
     k = k.mean(-1) if k.ndim == 3 else k
     if not np.isfinite(k).all() or k.min() < 0 or k.sum() <= 0:
-        raise InputError(f"{path}: the kernel image is all black (nothing to normalise)")
+        raise InputError(f"{name}: the kernel image is all black (nothing to normalise)")
     return k / k.sum()
 
 
-def prepare_deblur(image, *, kernel: np.ndarray, gt=None, degrade=False, sigma=0.0, crop=32,
-                   rng=None) -> Problem:
-    """``image`` is blurred, or clean with ``degrade`` (then blurred by ``kernel`` and given
-    Gaussian noise of std ``sigma``/255). The loss compares blur(output) with the image."""
-    notes = []
-    image = _crop(image, crop, notes)
+def prepare_deblur(image, p, *, kernel=None, gt=None, degrade=False, rng=None,
+                   names=None) -> Problem:
+    """``image`` is blurred, or clean with ``degrade`` (then blurred and given Gaussian noise of
+    std ``p.sigma``/255). The blur: ``kernel`` (an image, normalised here) or ``p.blur``. The loss
+    compares blur(output) with the image."""
+    names, notes = names or {}, []
+    _same_size(gt, image, "gt", "image", names)
+    kernel = blur_kernel(p.blur, kernel, _name(names, "kernel"))
+    image = _crop(image, p.crop, notes)
     kh, kw = kernel.shape
     if kh > image.shape[0] or kw > image.shape[1]:
         raise InputError(f"blur kernel {kw}x{kh} is larger than the image "
@@ -264,13 +221,42 @@ def prepare_deblur(image, *, kernel: np.ndarray, gt=None, degrade=False, sigma=0
     if degrade:
         gt = image
         image = np.asarray(measure(jnp.asarray(image[None])))[0]
-        if sigma:
-            image = add_gaussian_noise(image, sigma, rng)
+        if p.sigma:
+            image = deg.add_gaussian_noise(image, p.sigma, rng)
         image = np.clip(image, 0, 1).astype(np.float32)
     elif gt is not None:
-        gt = _crop(gt, crop, [])
+        gt = _crop(gt, p.crop, [])
     return Problem("deblur", measure, image, image.shape[:2], gt=gt, degraded=image,
                    baseline=image, notes=notes)
+
+
+PREPARE = {
+    "denoise": prepare_denoise,
+    "superres": prepare_superres,
+    "inpaint": lambda image, p, **kw: prepare_masked("inpaint", image, p, **kw),
+    "restore": lambda image, p, **kw: prepare_masked("restore", image, p, **kw),
+    "flash-no-flash": prepare_flash,
+    "deblur": prepare_deblur,
+}
+# The optional inputs each task reads besides the image (the CLI refuses the others).
+EXTRA_INPUTS = {"inpaint": ("mask",), "restore": ("mask",), "flash-no-flash": ("flash",),
+                "deblur": ("kernel",)}
+
+
+def prepare(task: str, preset, image: np.ndarray, *, degrade: bool = False, seed: int = 0,
+            gt=None, names: Optional[dict] = None, **extra) -> Problem:
+    """The Problem of ``task`` for ``image`` (float32 (H, W, C) in [0, 1]) with the preset's
+    degradation settings. ``extra``: the task's optional inputs (``mask``, ``flash``, ``kernel``,
+    arrays or None). Degradations draw from ``numpy.random.default_rng(seed)``."""
+    if task not in PREPARE:
+        raise InputError(f"task {task!r}: unknown; one of {', '.join(TASKS)}")
+    unused = sorted(k for k, v in extra.items()
+                    if v is not None and k not in EXTRA_INPUTS.get(task, ()))
+    if unused:
+        raise InputError(f"{', '.join(unused)}: not used by task {task}")
+    kw = {k: v for k, v in extra.items() if v is not None}
+    return PREPARE[task](image, preset, gt=gt, degrade=degrade,
+                         rng=np.random.default_rng(seed), names=names, **kw)
 
 
 def total_variation(x: jax.Array) -> jax.Array:

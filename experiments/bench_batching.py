@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from dipjax import api  # noqa: E402
+from dipjax import api, build  # noqa: E402
 from dipjax.ops.conv import conv_impl  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
-from dipjax.step import init_state, make_optimizer, make_runner  # noqa: E402
+from dipjax.step import make_runner  # noqa: E402
 
 
 def timed_runner(step, state, batch, n, axes, repeats, conv="auto"):
@@ -78,21 +78,16 @@ def main(argv=None):
     for size in args.sizes:
         image = api.default_image()[:size, :size]
         problem = api.prepare("denoise", preset.replace(crop=0), image, degrade=True)
-        net, z, batch = api.build(problem, preset, 0)
-        tx = make_optimizer(preset.lr)
-        step = api.preset_step(net, tx, problem, preset)
-        c1, t1, _, _ = timed_runner(step, init_state(net, tx, jax.random.key(0), z), batch,
-                              args.chunk, None, args.repeats)
+        one = build.setup([problem], preset, [(0, 0)])
+        c1, t1, _, _ = timed_runner(one.step, one.state, one.batch, args.chunk, None,
+                                    args.repeats)
         for k in args.ks:
-            states = [init_state(net, tx, jax.random.key(s), api.build(problem, preset, s)[1])
-                      for s in range(k)]
-            state = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *states)
-            zs = jnp.stack([api.build(problem, preset, s)[1] for s in range(k)])
-            kb = {key: (zs if key == "z" else v) for key, v in batch.items()}
-            axes = {key: (0 if key == "z" else None) for key in batch}
+            su = build.setup([problem], preset, [(0, s) for s in range(k)], stack=True,
+                             devices=jax.devices()[:1])
             for conv in args.convs:
-                fresh = jax.tree_util.tree_map(jnp.copy, state)  # each run donates its state
-                ck, tk, _, _ = timed_runner(step, fresh, kb, args.chunk, axes, args.repeats, conv)
+                fresh = jax.tree_util.tree_map(jnp.copy, su.state)  # each run donates its state
+                ck, tk, _, _ = timed_runner(su.step, fresh, su.batch, args.chunk, su.axes,
+                                            args.repeats, conv)
                 row = {"size": size, "k": k, "conv": conv, "single_step_s": t1,
                        "single_compile_s": c1, "vmap_step_s": tk, "vmap_compile_s": ck,
                        "sequential_fit_it_per_s": 1.0 / t1, "vmap_fit_it_per_s": k / tk,

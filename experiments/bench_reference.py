@@ -67,9 +67,9 @@ def problem_arrays(recipe, size, depth, seed=0):
 
 def worker_torch(recipe, size, args):
     sys.path.insert(0, args.reference_dir)
+    import models
     import numpy as np
     import torch
-    import models
     from models.downsampler import Downsampler
 
     torch.set_num_threads(args.threads)
@@ -108,9 +108,9 @@ def worker_jax(recipe, size, args):
     import jax
     import numpy as np
 
-    from dipjax import api, tasks
+    from dipjax import build, tasks
     from dipjax.presets import get_preset
-    from dipjax.step import default_chunk, init_state, make_optimizer, make_runner
+    from dipjax.step import default_chunk, make_runner
 
     _, kind, reg = RECIPES[recipe]
     spec = net_spec(recipe, args.tiny)
@@ -122,11 +122,8 @@ def worker_jax(recipe, size, args):
                "mask": tasks.Measure("mask")}[kind]
     problem = tasks.Problem(recipe, measure, target[0], (size, size),
                             mask=mask[0] if kind == "mask" else None)
-    net, _, batch = api.build(problem, preset, 0)
-    batch["z"] = jax.numpy.asarray(z)
-    tx = make_optimizer(preset.lr)
-    step = api.preset_step(net, tx, problem, preset.replace(reg_noise_std=reg))
-    state = init_state(net, tx, jax.random.key(0), batch["z"])
+    su = build.setup([problem], preset.replace(reg_noise_std=reg), [(0, 0)])
+    batch, step, state = dict(su.batch, z=jax.numpy.asarray(z)), su.step, su.state
     flops = make_runner(step, 1).lower(state, batch).compile().cost_analysis()
     flops = (flops[0] if isinstance(flops, list) else flops).get("flops")
     n = default_chunk()

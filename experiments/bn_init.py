@@ -20,8 +20,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from dipjax import api, tasks  # noqa: E402
-from dipjax.io import centre_crop as centre, load_image  # noqa: E402
+from dipjax import tasks  # noqa: E402
+from dipjax.engine import fit_problem  # noqa: E402
+from dipjax.io import centre_crop as centre  # noqa: E402
+from dipjax.io import load_image
 from dipjax.presets import get_preset  # noqa: E402
 
 
@@ -41,9 +43,9 @@ def main(argv=None):
         for name in args.images:
             clean = centre(load_image(data / f"{name}.png"), args.size)
             noisy = centre(load_image(data / "sigma25" / f"{name}.png"), args.size)
-            prob = tasks.prepare_denoise(noisy, gt=clean, crop=32)
+            prob = tasks.prepare("denoise", p.replace(crop=32), noisy, gt=clean)
             for seed in args.seeds:
-                r = api.fit(prob, p, seed=seed)
+                r = fit_problem(prob, p, seed=seed)
                 rows.append({"init": style, "image": name, "seed": seed,
                              "last": r.final["psnr_gt"], "average": r.final["psnr_gt_avg"],
                              "noisy": r.final["psnr_baseline"]})

@@ -18,9 +18,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
 
-from dipjax import api  # noqa: E402
+from dipjax import api, build  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
-from dipjax.step import init_state, make_optimizer, make_runner, make_step  # noqa: E402
+from dipjax.step import make_runner  # noqa: E402
 
 
 def timed(fn, state, batch, n, repeats):
@@ -43,10 +43,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     p = get_preset(args.preset)
     prob = api.prepare(p.task, p, None)
-    net, z, batch = api.build(prob, p, 0)
-    tx = make_optimizer(p.lr)
-    state = init_state(net, tx, jax.random.key(0), z)
-    step = make_step(net, tx, prob.measure, reg_noise_std=p.reg_noise_std)
+    su = build.setup([prob], p, [(0, 0)])
+    state, batch, step = su.state, su.batch, su.step
     print(f"preset {p.name}, image {prob.out_hw}, backend {jax.default_backend()}, "
           f"jax {jax.__version__}")
     t = time.perf_counter()

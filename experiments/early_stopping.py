@@ -25,8 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from dipjax import api, tasks  # noqa: E402
-from dipjax.io import centre_crop as centre, load_image  # noqa: E402
+from dipjax import tasks  # noqa: E402
+from dipjax.degrade import add_salt_pepper  # noqa: E402
+from dipjax.engine import fit_problem  # noqa: E402
+from dipjax.io import centre_crop as centre  # noqa: E402
+from dipjax.io import load_image
 from dipjax.presets import get_preset  # noqa: E402
 
 ALL = ["F16", "baboon", "hill", "kodim01", "kodim02", "kodim03", "kodim12", "lena", "peppers"]
@@ -37,8 +40,9 @@ def problem(data, name, noise, size):
     if noise == "gauss":
         noisy = centre(load_image(data / "sigma25" / f"{name}.png"), size)
     else:
-        noisy = tasks.add_salt_pepper(clean, 0.1, np.random.default_rng(0))
-    return tasks.prepare_denoise(noisy, gt=clean, crop=32)
+        noisy = add_salt_pepper(clean, 0.1, np.random.default_rng(0))
+    return tasks.prepare("denoise", get_preset("denoise-fast").replace(crop=32), noisy,
+                         gt=clean)
 
 
 def main(argv=None):
@@ -67,7 +71,7 @@ def main(argv=None):
         for name in args.images:
             t = time.perf_counter()
             prob = problem(data, name, noise, args.size)
-            r = api.fit(prob, p, seed=args.seed)
+            r = fit_problem(prob, p, seed=args.seed)
             g = np.array([h["psnr_gt"] for h in r.history])
             es = r.early_stop
             row = {"noise": noise, "image": name, "noisy": r.final["psnr_baseline"],
@@ -114,8 +118,8 @@ def plot(curves, rows, path):
 
     n = len(curves)
     cols = min(n, 3)
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.2 * cols, 3.2 * ((n + cols - 1) // cols)),
-                             squeeze=False)
+    nrows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
     for ax, c, r in zip(axes.flat, curves, rows):
         it = np.arange(1, len(c["psnr"]) + 1)
         ax.plot(it, c["psnr"], color="C0", lw=1)

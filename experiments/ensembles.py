@@ -4,7 +4,7 @@
         [--images F16 baboon peppers] [--size 128] [--iters 800] [--k 4] [--strategy auto]
 
 Each image of the denoising set (the set's own sigma-25 noisy image, centre-cropped to --size)
-is fitted with seeds 0..K-1 through ``dipjax.batch.fit_many`` (all images and seeds in one call).
+is fitted with seeds 0..K-1 through ``dipjax.run`` (all images and seeds in one call).
 Reports, per image, the seeds' mean PSNR (one seed's expected result), the PSNR of the mean of
 the first k seeds' outputs for k = 2, 4, ..., K, and the same for the seeds' moving averages.
 """
@@ -21,9 +21,11 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from dipjax import batch, tasks  # noqa: E402
-from dipjax.io import centre_crop as centre, load_image  # noqa: E402
+from dipjax import run, tasks  # noqa: E402
+from dipjax.io import centre_crop as centre  # noqa: E402
+from dipjax.io import load_image
 from dipjax.metrics import psnr_np  # noqa: E402
+from dipjax.plan import STRATEGIES  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
 
 
@@ -35,7 +37,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--iters", type=int, default=800)
     ap.add_argument("--k", type=int, default=4)
-    ap.add_argument("--strategy", default="auto", choices=batch.STRATEGIES)
+    ap.add_argument("--strategy", default="auto", choices=STRATEGIES)
     ap.add_argument("--docs", help="write DIR/ensemble.png: the first image's noisy input, one "
                     "seed, the mean of K and the per-pixel std map")
     args = ap.parse_args(argv)
@@ -45,14 +47,15 @@ def main(argv=None):
     for name in args.images:
         clean = centre(load_image(data / f"{name}.png"), args.size)
         noisy = centre(load_image(data / "sigma25" / f"{name}.png"), args.size)
-        problems.append(tasks.prepare_denoise(noisy, gt=clean, crop=32))
+        problems.append(tasks.prepare("denoise", p.replace(crop=32), noisy, gt=clean))
     t = time.perf_counter()
-    fits, rep = batch.fit_many(problems, p, range(args.k), strategy=args.strategy)
+    rep = run(problems, p, range(args.k), strategy=args.strategy)
+    fits = rep.fits
     wall = time.perf_counter() - t
     ks = [k for k in (2, 4, 8, 16) if k <= args.k]
     rows = []
     for i, name in enumerate(args.images):
-        mine = [f for f in fits if f.problem == i]
+        mine = [f for f in fits if f.index == i]
         gt = problems[i].gt
         row = {"image": name, "noisy": psnr_np(problems[i].target, gt),
                "single": float(np.mean([f.final["psnr_gt"] for f in mine])),
@@ -63,7 +66,7 @@ def main(argv=None):
         rows.append(row)
         print(json.dumps(row), flush=True)
     if args.docs:
-        picture([f for f in fits if f.problem == 0], problems[0], args.docs)
+        picture([f for f in fits if f.index == 0], problems[0], args.docs)
     print(f"\n{args.preset}, {args.size} px crops, {args.iters} iterations, seeds 0..{args.k - 1},"
           f" strategy {rep.strategy}, {wall:.0f} s wall\n")
     cols = ["single"] + [f"mean_of_{k}" for k in ks]
@@ -84,7 +87,7 @@ def picture(fits, problem, folder):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dipjax.ensemble import uncertainty_png
+    from dipjax.ensemble import uncertainty_map
 
     outs = np.stack([f.output for f in fits])
     mean, std = outs.mean(0), outs.std(0)
@@ -92,7 +95,7 @@ def picture(fits, problem, folder):
     panels = [(f"noisy {psnr_np(problem.target, gt):.2f} dB", problem.target),
               (f"seed {fits[0].seed} {psnr_np(outs[0], gt):.2f} dB", outs[0]),
               (f"mean of {len(fits)} {psnr_np(mean, gt):.2f} dB", mean),
-              ("per-pixel std (scaled)", uncertainty_png(std)[..., 0])]
+              ("per-pixel std (scaled)", uncertainty_map(std)[..., 0])]
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
     for ax, (title, img) in zip(axes, panels):
         ax.imshow(np.clip(img, 0, 1), cmap="magma" if img.ndim == 2 else None)

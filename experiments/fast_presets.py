@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from dipjax import api, report  # noqa: E402
+from dipjax import fit_problem, prepare  # noqa: E402
+from dipjax.figures import comparison_figure  # noqa: E402
 from dipjax.presets import FAST_DEFAULT, get_preset  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def main(argv=None):
     for task in args.tasks:
         p = get_preset(FAST_DEFAULT[task])
         t = time.perf_counter()
-        res = api.fit(api.prepare(task, p, None, seed=args.seed), p, seed=args.seed)
+        res = fit_problem(prepare(task, p, None, seed=args.seed), p, seed=args.seed)
         f = res.final
         rows.append({"task": task, "preset": p.name, "iters": p.iters,
                      "baseline": f["psnr_baseline"], "last": f["psnr_gt"],
@@ -46,7 +47,8 @@ def main(argv=None):
         print(json.dumps(rows[-1]), flush=True)
         if args.docs:
             pathlib.Path(args.docs).mkdir(parents=True, exist_ok=True)
-            (pathlib.Path(args.docs) / f"{task}.png").write_bytes(report.comparison_figure(res))
+            (pathlib.Path(args.docs) / f"{task}.png").write_bytes(comparison_figure(
+                res.problem, res.output_avg, es=res.early_stop))
     print(f"\nmachine: {platform.processor() or platform.machine()}, jax {jax.__version__}, "
           f"backend {jax.default_backend()}, seed {args.seed}\n")
     print("| task | preset | iters | baseline PSNR | last | average | gain (last) | gain (average) "

@@ -192,8 +192,8 @@ def main(argv=None):
     if not (ref / "models" / "skip.py").is_file():
         sys.exit(f"error: --reference-dir {ref}: no models/skip.py there")
     sys.path.insert(0, str(ref))
-    import torch
     import models
+    import torch
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = pathlib.Path(args.out)

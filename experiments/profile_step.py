@@ -36,11 +36,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dipjax import api, tasks  # noqa: E402
+from dipjax import build, tasks  # noqa: E402
 from dipjax.nets import layers  # noqa: E402
 from dipjax.ops import conv  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
-from dipjax.step import init_state, make_optimizer  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "experiments"))
 from bench_batching import timed_runner  # noqa: E402
@@ -141,27 +140,19 @@ def step_rows(preset, size, fits, impls, repeats):
     image = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
     problem = tasks.Problem("denoise", tasks.Measure(), image, (size, size))
     p = preset.replace(crop=0)
-    net, z, batch = api.build(problem, p, 0)
-    tx = make_optimizer(p.lr)
-    step = api.preset_step(net, tx, problem, p)
-    axes = None
-    if fits > 1:
-        zs = jnp.stack([api.build(problem, p, s)[1] for s in range(fits)])
-        batch = {k: (zs if k == "z" else v) for k, v in batch.items()}
-        axes = {k: (0 if k == "z" else None) for k in batch}
+    su = build.setup([problem], p, [(0, s) for s in range(fits)], stack=fits > 1,
+                     devices=jax.devices()[:1])
+    net, step, batch, axes = su.net, su.step, su.batch, su.axes
     rows = []
     for impl in impls:
-        states = [init_state(net, tx, jax.random.key(s), zs[s] if fits > 1 else z)
-                  for s in range(fits)]
-        state = states[0] if fits == 1 else jax.tree_util.tree_map(lambda *x: jnp.stack(x),
-                                                                    *states)
+        state = jax.tree_util.tree_map(jnp.copy, su.state)  # each run donates its state
         _, step_s, run, state = timed_runner(step, state, batch, 1, axes, repeats, impl)
         cost = run.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         groups, state = profile_groups(run, state, batch)
         rows.append({"impl": impl, "step_s": step_s, "fits": fits,
                      "gflop": cost.get("flops", math.nan) / 1e9, "groups_ms": groups})
-    return rows, conv_layers(net, z if fits == 1 else zs[0])
+    return rows, conv_layers(net, batch["z"] if fits == 1 else batch["z"][0])
 
 
 def main(argv=None):

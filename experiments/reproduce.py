@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from dipjax import api, io  # noqa: E402
+from dipjax.engine import fit_problem  # noqa: E402
 from dipjax.metrics import psnr_np, psnr_sr  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
 
@@ -77,7 +78,7 @@ def preset_for(group, default, args):
 def run_fit(task, preset, image, args, **kw):
     t = time.perf_counter()
     problem = api.prepare(task, preset, image, seed=args.seed, **kw)
-    result = api.fit(problem, preset, seed=args.seed)
+    result = fit_problem(problem, preset, seed=args.seed)
     return problem, result, time.perf_counter() - t
 
 

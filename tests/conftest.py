@@ -1,5 +1,15 @@
+import os
+import tempfile
+
 import numpy as np
 import pytest
+
+# One compile cache for the whole session, this process and the CLI subprocesses alike: a net
+# compiled once is not compiled again by the next test (unless a test names its own cache).
+os.environ.setdefault("DIPJAX_COMPILE_CACHE", tempfile.mkdtemp(prefix="dipjax-test-cache-"))
+from dipjax import compile_cache  # noqa: E402
+
+compile_cache.enable(os.environ["DIPJAX_COMPILE_CACHE"])
 
 from dipjax.netspec import NetSpec
 from dipjax.presets import Preset

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import smooth_image, tiny_preset
 
-from dipjax import api, batch
+from dipjax import api, memory, plan, run
+from dipjax.engine import fit_problem
 from dipjax.io import save_png
 
 # A small learning rate keeps vmapped and separate fits within float noise of each other
@@ -27,23 +28,24 @@ def _problems():
 
 def test_groups_are_by_shape_in_order_of_appearance():
     probs = _problems()
-    assert batch.group_problems(probs) == [[0, 2], [1]]
+    assert plan.group_problems(probs) == [[0, 2], [1]]
     inpaint = tiny_preset("inpaint", mask_kind="rect")
     masked = api.prepare("inpaint", inpaint, smooth_image(32, 32), degrade=True)
-    assert batch.group_problems(probs + [masked]) == [[0, 2], [1], [3]]
+    assert plan.group_problems(probs + [masked]) == [[0, 2], [1], [3]]
 
 
 def test_vmapped_groups_equal_separate_fits_and_batches_split():
     probs = _problems()
-    fits, rep = batch.fit_many(probs, P, [5], strategy="vmap", chunk=2)
+    rep = run(probs, P, [5], strategy="vmap", chunk=2)
+    fits = rep.fits
     assert rep.groups == [[0, 2], [1]] and rep.batches == [[2], [1]]
-    assert [(f.problem, f.seed) for f in fits] == [(0, 5), (1, 5), (2, 5)]
+    assert [(f.index, f.seed) for f in fits] == [(0, 5), (1, 5), (2, 5)]
     assert all(len(f.history) == 2 and f.history[-1]["iter"] == 2 for f in fits)
-    single = api.fit(probs[2], P, seed=5, chunk=2)  # the second fit of a vmapped pair
+    single = fit_problem(probs[2], P, seed=5, chunk=2)  # the second fit of a vmapped pair
     np.testing.assert_allclose(fits[2].output, single.output, atol=1e-4)
     assert fits[2].final["psnr_gt"] == pytest.approx(single.final["psnr_gt"], abs=1e-3)
-    split, rep2 = batch.fit_many([probs[0], probs[2]], P, [5], strategy="vmap", chunk=2,
-                                 max_batch=1)
+    rep2 = run([probs[0], probs[2]], P, [5], strategy="vmap", chunk=2, max_batch=1)
+    split = rep2.fits
     assert rep2.batches == [[1, 1]] and rep2.notes == [
         "2 fits of size 32x32 run in 2 batches of up to 1 (--max-batch)"]
     np.testing.assert_allclose(split[0].output, fits[0].output, atol=1e-4)
@@ -52,11 +54,12 @@ def test_vmapped_groups_equal_separate_fits_and_batches_split():
 
 def test_memory_estimate_sets_the_batch_size(monkeypatch):
     probs = _problems()[:1]
-    net, z, _ = api.build(probs[0], P, 0)
-    per_fit = batch.memory.estimate_bytes(net, z.shape)
-    monkeypatch.setattr(batch.memory, "device_bytes", lambda: int(2.5 * per_fit))
-    _, rep = batch.fit_many(probs, P.replace(iters=1), [0, 1, 2, 3, 4], strategy="vmap",
-                            chunk=1)
+    from dipjax import build
+
+    net, z, _ = build.problem_arrays(probs[0], P, 0)
+    per_fit = memory.estimate_bytes(net, z.shape)
+    monkeypatch.setattr(memory, "device_bytes", lambda: int(2.5 * per_fit))
+    rep = run(probs, P.replace(iters=1), [0, 1, 2, 3, 4], strategy="vmap", chunk=1)
     assert rep.batches == [[2, 2, 1]]
     assert "memory estimate" in rep.notes[0]
 
@@ -67,15 +70,15 @@ SHARDED = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     import jax, numpy as np
     from conftest import smooth_image, tiny_preset
-    from dipjax import api, batch
+    from dipjax import api, run
     assert len(jax.devices()) == 4
     p = tiny_preset("denoise", iters=2, reg_noise_std=1 / 30, lr=1e-5)
     probs = [api.prepare("denoise", p, smooth_image(32, 32, seed=s), degrade=True)
              for s in (1, 2, 3)]
     # 3 images x 2 seeds = 6 fits on 4 devices: padded to 8, padding dropped
-    sharded, rep = batch.fit_many(probs, p, [0, 1], strategy="vmap", chunk=2)
-    one, _ = batch.fit_many(probs, p, [0, 1], strategy="vmap", chunk=2,
-                            devices=jax.devices()[:1])
+    rep = run(probs, p, [0, 1], strategy="vmap", chunk=2)
+    sharded = rep.fits
+    one = run(probs, p, [0, 1], strategy="vmap", chunk=2, devices=jax.devices()[:1]).fits
     assert rep.devices == 4 and len(sharded) == 6
     for a, b in zip(sharded, one):
         np.testing.assert_allclose(a.output, b.output, atol=1e-5)
@@ -156,15 +159,29 @@ def test_two_processes_split_the_images(image_dir, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in results]
     s0 = json.loads((out / "summary.process0.json").read_text())
     s1 = json.loads((out / "summary.process1.json").read_text())
+    assert not list(out.glob("checkpoint*"))  # finished: nothing left to resume
     assert s0["groups"] == [["a", "c"]] and s1["groups"] == [["b"]]
     rows = json.loads((out / "metrics.json").read_text())
     assert [r["image"] for r in rows] == ["a", "b", "c"]
     assert all((out / n / "output.png").is_file() for n in "abc")
 
 
+@pytest.mark.parametrize("vmap_faster", [True, False])
+def test_measure_keeps_the_strategy_that_timed_faster(monkeypatch, vmap_faster):
+    probs = _problems()[:1]
+    # per fit-step: 2 stacked fits take 1.5 (0.75 each) or 3.0 (1.5 each) against 1.0 alone
+    fake = lambda su, n, cache: (1.5 if vmap_faster else 3.0) if su.stacked else 1.0
+    monkeypatch.setattr(plan, "seconds_per_step", fake)
+    rep = run(probs, P, [0, 1], strategy="measure", chunk=2)
+    assert rep.strategy == ("vmap" if vmap_faster else "sequential")
+    assert rep.batches == ([[2]] if vmap_faster else [[1, 1]])
+    assert rep.notes[0].endswith("running " + rep.strategy)
+
+
 def test_measure_times_both_strategies_and_keeps_the_faster():
     probs = _problems()[:1]
-    fits, rep = batch.fit_many(probs, P, [0, 1], strategy="measure", chunk=2)
+    rep = run(probs, P, [0, 1], strategy="measure", chunk=2)
+    fits = rep.fits
     (note,) = rep.notes
     assert note.startswith("measured at 32x32: 2 vmapped fits") and "one fit" in note
     ran = note.rsplit("running ", 1)[1]

@@ -48,15 +48,17 @@ def test_cli_writes_every_output(run_dir):
 
 def test_summary_fields(run_dir):
     s = json.loads((run_dir[0] / "summary.json").read_text())
-    for key in ("task", "preset", "hyperparameters", "seed", "versions", "device", "compile_s",
-                "step_s", "final"):
+    for key in ("task", "preset", "hyperparameters", "seeds", "images", "fits", "versions",
+                "device", "compile_s", "step_s", "timing", "strategy", "groups", "batches"):
         assert key in s, key
-    assert s["task"] == "denoise" and s["preset"] == "denoise-fast" and s["seed"] == 1
+    assert s["task"] == "denoise" and s["preset"] == "denoise-fast" and s["seeds"] == [1]
+    (fit,) = s["fits"]
+    assert fit["seed"] == 1 and fit["iters_done"] == 10 and not fit["interrupted"]
     assert s["hyperparameters"]["iters"] == 10 and s["hyperparameters"]["sigma"] == 25.0
     assert s["hyperparameters"]["net"]["constructor"] == "skip"
     assert s["versions"]["jax"] and s["device"]["platform"] == "cpu"
     assert s["compile_s"] > 0 and s["step_s"] > 0
-    assert {"psnr_gt", "psnr_gt_avg", "psnr_baseline", "ssim"} <= set(s["final"])
+    assert {"psnr_gt", "psnr_gt_avg", "psnr_baseline", "ssim"} <= set(fit["final"])
 
 
 def test_same_seed_same_bytes(run_dir, small_png, tmp_path):
@@ -73,16 +75,40 @@ def test_existing_output_folder_is_refused(run_dir, small_png):
     assert "not empty" in r.stderr and "Traceback" not in r.stderr
 
 
+def _bomb(path):
+    """A PNG whose header claims 100000x100000 pixels (the data is one tiny row)."""
+    import struct
+    import zlib
+
+    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data
+                                + struct.pack(">I", zlib.crc32(kind + data)))
+    header = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 4)) + chunk(b"IEND", b""))
+
+
 @pytest.mark.parametrize("args, message", [
     (["--task", "denoise", "--scale", "4"], "--scale does not apply to --task denoise"),
-    (["--task", "denoise", "--iters", "0"], "--iters 0: must be > 0"),
-    (["--task", "denoise", "--sigma", "-3"], "--sigma -3.0: must be >= 0"),
+    (["--task", "denoise", "--iters", "0"], "--iters 0: must be an integer > 0"),
+    (["--task", "denoise", "--sigma", "-3"], "--sigma -3.0: must be in [0, 255]"),
+    (["--task", "denoise", "--lr", "inf"], "--lr inf: must be a finite number in (0, 10]"),
+    (["--task", "denoise", "--seed", "-1"], "--seed -1: must be an integer >= 0"),
+    (["--task", "denoise", "--seed", "99999999999999999999"], "--seed 99999999999999999999"),
+    (["--task", "restore", "--keep", "1e-9", "--image", "IMG", "--degrade"], "keeps no pixel"),
+    (["--task", "denoise", "--seeds", "100000"], "--seeds 100000: at most 1024"),
+    (["--task", "denoise", "--image", "BOMB"], "is 10000 megapixels, over the limit of 40"),
+    (["--task", "inpaint", "--image", "IMG", "--mask", "BOMB"], "bomb.png: 100000x100000"),
+    (["--task", "denoise", "--image", "IMG", "--gt", "MASK"], "differs from the image's"),
     (["--task", "denoise", "--image", "/nonexistent.png"], "/nonexistent.png: no such file"),
-    (["--preset", "superres-x4", "--task", "denoise"], "is for --task superres"),
+    (["--preset", "superres-x4", "--task", "denoise"], "is for task superres, not denoise"),
     (["--task", "inpaint", "--image", "IMG", "--mask", "MASK"], "differs from the image"),
     (["--task", "denoise", "--image", "TEXT"], "not an image"),
     (["--task", "denoise", "--image", "TINY", "--preset", "denoise"],
-     "fails at this size; it needs sides that are multiples of 64"),
+     "tiny.png: 40x40 pixels is too small for preset denoise, which needs an image of at "
+     "least 64x64"),
+    (["--task", "superres", "--image", "DOT", "--preset", "superres-fast"],
+     "dot.png: 3x3 pixels is too small for preset superres-fast, which needs a "
+     "low-resolution input of at least 4x4"),
     (["--task", "denoise", "--image", "IMG", "--out-in-file"], "cannot write there"),
 ])
 def test_bad_input_is_one_line_and_status_2(args, message, small_png, tmp_path):
@@ -90,8 +116,11 @@ def test_bad_input_is_one_line_and_status_2(args, message, small_png, tmp_path):
     Image.fromarray(np.full((32, 40), 255, np.uint8)).save(mask)
     (tmp_path / "text.png").write_text("not a picture")
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "tiny.png")
-    subst = {"IMG": small_png, "MASK": mask, "TEXT": tmp_path / "text.png",
-             "TINY": tmp_path / "tiny.png"}
+    Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(tmp_path / "dot.png")
+    _bomb(tmp_path / "bomb.png")
+    subst = {"BOMB": tmp_path / "bomb.png", "IMG": small_png, "MASK": mask,
+             "TEXT": tmp_path / "text.png", "TINY": tmp_path / "tiny.png",
+             "DOT": tmp_path / "dot.png"}
     out = tmp_path / "o"
     if "--out-in-file" in args:
         args.remove("--out-in-file")
@@ -109,13 +138,36 @@ def test_unknown_preset_is_rejected():
     assert r.returncode == 2 and "invalid choice" in r.stderr
 
 
-def test_help_lists_every_flag():
+def test_help_lists_every_flag_with_one_default_each():
+    from dipjax.cli_args import parser
+
     r = cli("--help")
     assert r.returncode == 0
-    for flag in ("--task", "--preset", "--image", "--mask", "--gt", "--degrade", "--scale",
-                 "--sigma", "--iters", "--lr", "--seed", "--out", "--save-every", "--quiet"):
-        assert flag in r.stdout
-    assert "default" in r.stdout
+    flags = [o for a in parser()._actions for o in a.option_strings if o.startswith("--")]
+    assert len(flags) > 40
+    for flag in flags:
+        assert flag in r.stdout, flag
+    assert "(default: dipjax-out)" in r.stdout and "(default: None)" not in r.stdout
+    blocks = r.stdout.split("\n  --")[1:]
+    assert len(blocks) == len(flags) - 1  # --help and -h share one block
+    assert all(b.count("default") <= 1 for b in blocks), [b for b in blocks
+                                                          if b.count("default") > 1]
+
+
+def test_cli_lists_match_the_library():
+    from dipjax import cli_args, presets, tasks
+
+    assert cli_args.TASKS == tasks.TASKS and cli_args.MASK_KINDS == tasks.MASK_KINDS
+    assert cli_args.NOISES == tasks.NOISES
+    assert cli_args.PRESET_NAMES == sorted(presets.PRESETS)
+
+
+def test_a_bad_flag_prints_two_lines_and_version_works():
+    r = cli("--task", "nope")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 2
+    assert "invalid choice: 'nope'" in r.stderr
+    r = cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("dipjax ")
 
 
 def test_seed_ensemble_outputs(small_png, tmp_path):
@@ -124,9 +176,55 @@ def test_seed_ensemble_outputs(small_png, tmp_path):
             "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
     for name in ("seed_0/output.png", "seed_1/output.png", "mean.png", "std.png", "std.npy",
-                 "metrics.jsonl", "summary.json"):
+                 "metrics.csv", "summary.json"):
         assert (out / name).is_file(), name
     std = np.load(out / "std.npy")
     assert std.shape == (64, 64, 3) and std.max() > 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["seeds"] == [0, 1] and "psnr_mean" in s["final"]
+    assert s["seeds"] == [0, 1] and "psnr_mean" in s["images"][0]["ensemble"]
+    assert [f["seed"] for f in s["fits"]] == [0, 1]
+    for seed in (0, 1):
+        assert len((out / f"seed_{seed}" / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_importing_the_cli_module_shadows_no_function():
+    import importlib
+
+    import dipjax
+
+    before = {name: getattr(dipjax, name) for name in dipjax.__all__}
+    importlib.import_module("dipjax.fit")
+    assert all(getattr(dipjax, name) is obj for name, obj in before.items())
+    assert not callable(dipjax.fit) and callable(dipjax.fit_problem)
+
+
+def test_timing_parts_add_up_to_the_wall_time(run_dir):
+    t = json.loads((run_dir[0] / "summary.json").read_text())["timing"]
+    parts = {k: v for k, v in t.items() if k not in ("other", "total") and not k.endswith("_at")}
+    assert 0 < t["first_chunk_at"] < t["total"]
+    assert {"startup", "prepare", "compile", "steps", "host", "outputs"} <= set(parts)
+    assert all(v >= 0 for v in parts.values())
+    # 'other' is what no part accounts for: the parts must cover all but a few percent
+    assert t["other"] <= 0.05 * t["total"], t
+    assert sum(parts.values()) + t["other"] == pytest.approx(t["total"], abs=1e-3)
+    assert "wall " in run_dir[1].stderr and "largest other part" in run_dir[1].stderr
+
+
+@pytest.mark.slow
+def test_second_run_loads_its_steps_from_the_compile_cache(small_png, tmp_path):
+    env = dict(ENV, DIPJAX_COMPILE_CACHE=str(tmp_path / "cache"))
+    runs = []
+    for k in range(2):
+        r = subprocess.run([sys.executable, "-m", "dipjax.fit", "--task", "denoise", "--image",
+                            str(small_png), "--degrade", "--iters", "4", "--chunk", "2",
+                            "--quiet", "--out", str(tmp_path / f"o{k}")],
+                           capture_output=True, text=True, timeout=600, env=env)
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads((tmp_path / f"o{k}" / "summary.json").read_text()))
+    first, second = (s["timing"]["compile"] for s in runs)
+    assert second < 0.2 * first, (first, second)
+    assert runs[0]["fits"][0]["final"] == runs[1]["fits"][0]["final"]
+    info = subprocess.run([sys.executable, "-m", "dipjax.fit", "--cache-info"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert info.returncode == 0 and str(tmp_path / "cache") in info.stdout
+    assert " 0 entries" not in info.stdout

@@ -1,4 +1,5 @@
-"""The convolution implementations against a direct numpy sum and XLA's own convolution gradients."""
+"""The convolution implementations against a direct numpy sum and XLA's own convolution
+gradients."""
 import jax
 import jax.numpy as jnp
 import numpy as np

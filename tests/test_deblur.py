@@ -4,10 +4,11 @@ import json
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_preset
 from scipy import ndimage
 
-from conftest import tiny_preset
 from dipjax import api, tasks
+from dipjax.engine import fit_problem
 from dipjax.fit import main
 from dipjax.io import InputError, save_png
 from dipjax.ops.blur import blur, gaussian_kernel, parse_blur
@@ -56,7 +57,7 @@ def test_deblur_beats_the_blurred_input():
     k = gaussian_kernel(1.5)
     want = np.stack([ndimage.convolve(_blocks()[..., c], k, mode="mirror") for c in range(3)], -1)
     np.testing.assert_allclose(prob.target, want, atol=1e-5)
-    res = api.fit(prob, p)
+    res = fit_problem(prob, p)
     assert res.final["psnr_gt"] > res.final["psnr_baseline"] + 2.0, res.final
 
 
@@ -71,17 +72,17 @@ def test_tv_weight_smooths_the_output():
     p = tiny_preset("denoise", iters=30, reg_noise_std=0.0)
     prob = api.prepare("denoise", p, _blocks(), degrade=True)
     tv = lambda r: float(tasks.total_variation(jnp.asarray(r.output[None])))
-    plain = api.fit(prob, p)
-    smooth = api.fit(prob, p.replace(tv_weight=0.5))
+    plain = fit_problem(prob, p)
+    smooth = fit_problem(prob, p.replace(tv_weight=0.5))
     assert tv(smooth) < 0.8 * tv(plain)
 
 
 def test_deblur_kernel_errors(tmp_path):
     with pytest.raises(InputError, match="all black"):
-        tasks.blur_kernel(kernel=np.zeros((5, 5, 1)), path="k.png")
+        tasks.blur_kernel(kernel=np.zeros((5, 5, 1)), name="k.png")
     with pytest.raises(InputError, match="larger than the image"):
-        tasks.prepare_deblur(np.zeros((8, 8, 3), np.float32), kernel=gaussian_kernel(3.0),
-                             crop=0)
+        tasks.prepare_deblur(np.zeros((8, 8, 3), np.float32), tiny_preset("deblur", crop=0),
+                             kernel=gaussian_kernel(3.0))
     save_png(tmp_path / "k.png", np.zeros((5, 5, 1)))
     rc = main(["--task", "deblur", "--kernel", str(tmp_path / "k.png"), "--out",
                str(tmp_path / "o"), "--quiet"])
@@ -103,7 +104,7 @@ def test_cli_deblur_with_a_kernel_image(tmp_path):
                "--out", str(out), "--quiet"])
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["task"] == "deblur" and "psnr_baseline" in s["final"]
+    assert s["task"] == "deblur" and "psnr_baseline" in s["fits"][0]["final"]
     blurred = np.asarray(__import__("imageio").v3.imread(out / "degraded.png"), np.float32)
     # the motion blur acts along rows only: columns of a block stay sharp
     assert np.abs(np.diff(blurred[:, 0], axis=0)).max() > 100

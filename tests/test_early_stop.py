@@ -5,9 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import smooth_image, tiny_preset
+
 from dipjax import api, early_stop
+from dipjax.engine import fit_problem
 from dipjax.fit import main
 
 
@@ -65,18 +66,17 @@ def noisy_problem():
 def test_halt_stops_at_the_chunk_where_it_fires_and_mark_runs_on(noisy_problem):
     p = tiny_preset("denoise", iters=60, reg_noise_std=0.0, early_stop="halt", es_window=5,
                     es_patience=3)
-    cache = {}  # halt and mark run the same step: compile it once
-    halted = api.fit(noisy_problem, p, chunk=5, compiled=cache)
+    halted = fit_problem(noisy_problem, p, chunk=5)
     es = halted.early_stop
     assert es["fired"] and not halted.interrupted
     assert len(halted.history) == -(-es["fired_at"] // 5) * 5 < 60
-    marked = api.fit(noisy_problem, p.replace(early_stop="mark"), chunk=5, compiled=cache)
+    marked = fit_problem(noisy_problem, p.replace(early_stop="mark"), chunk=5)
     assert len(marked.history) == 60
     # same seed, same steps up to the detection: the same detection
     assert marked.early_stop["iter"] == es["iter"]
     np.testing.assert_array_equal(marked.early_stop["output"], es["output"])
     assert "psnr_gt_es" in marked.final
-    off = api.fit(noisy_problem, p.replace(early_stop="off"), chunk=5)
+    off = fit_problem(noisy_problem, p.replace(early_stop="off"), chunk=5)
     assert off.early_stop is None and "wmv" not in off.history[0]
     # the detector does not change the fit itself
     np.testing.assert_array_equal(off.output, marked.output)
@@ -91,7 +91,7 @@ def test_cli_writes_the_early_stopping_output(tmp_path):
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["hyperparameters"]["early_stop"] == "mark"
-    assert s["early_stop"]["iter"] >= 1 and (out / "output_es.png").is_file()
+    assert s["fits"][0]["early_stop"]["iter"] >= 1 and (out / "output_es.png").is_file()
     assert "wmv" in json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
 
 

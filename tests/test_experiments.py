@@ -81,3 +81,15 @@ def test_reproduce_smoke(tmp_path):
 def test_reproduce_refuses_a_folder_without_the_data(tmp_path):
     r = _run("reproduce.py", "--data-dir", tmp_path, "--out", tmp_path / "o")
     assert r.returncode != 0 and "no Set5/ folder" in r.stderr
+
+
+@pytest.mark.slow
+def test_bench_end_to_end_smoke(tmp_path):
+    r = _run("bench_end_to_end.py", "--size", 64, "--iters", 2, "--out", tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [row["side"] for row in rows] == ["dipjax, first run", "dipjax, second run (cache)"]
+    first, second = rows
+    assert 0 < first["first_iteration_s"] < first["wall_s"]
+    assert second["timing"]["compile"] < first["timing"]["compile"]
+    assert (tmp_path / "table.md").read_text().count("| superres-fast | 2 |") == 2

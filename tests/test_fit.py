@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from conftest import smooth_image, tiny_preset
 
-from dipjax import api, tasks
+from dipjax import api, build, tasks
+from dipjax.engine import fit_problem
+from dipjax.engine import run as dipjax_run
 from dipjax.step import init_state, make_optimizer, make_step
 
 
@@ -32,19 +34,20 @@ CASES = {
 def test_short_fit_beats_the_baseline(task):
     img, kw = CASES[task]
     p = tiny_preset(task, **kw)
-    res = api.fit(api.prepare(task, p, img, degrade=True, seed=0), p, seed=0, chunk=1)
+    res = fit_problem(api.prepare(task, p, img, degrade=True, seed=0), p, seed=0, chunk=1)
     f = res.final
     assert f["psnr_gt"] > f["psnr_baseline"] + 1.0, f
     assert len(res.history) == p.iters and res.history[-1]["iter"] == p.iters
-    assert res.output.shape == img.shape[:2] + (3,) or task == "superres"
+    want = (img.shape[0] // 16 * 16,) * 2 if task == "superres" else img.shape[:2]
+    assert res.output.shape == want + (3,) == res.problem.gt.shape
 
 
 def test_same_seed_same_bits_other_seed_differs():
     p = tiny_preset("denoise", iters=7, reg_noise_std=1 / 30)
     prob = api.prepare("denoise", p, smooth_image(), degrade=True, seed=3)
-    a = api.fit(prob, p, seed=3, chunk=1)
-    b = api.fit(prob, p, seed=3, chunk=1)
-    c = api.fit(prob, p, seed=4, chunk=1)
+    a = fit_problem(prob, p, seed=3, chunk=1)
+    b = fit_problem(prob, p, seed=3, chunk=1)
+    c = fit_problem(prob, p, seed=4, chunk=1)
     np.testing.assert_array_equal(a.output, b.output)
     np.testing.assert_array_equal(a.output_avg, b.output_avg)
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
@@ -54,7 +57,7 @@ def test_same_seed_same_bits_other_seed_differs():
 def _tiny_step_setup(**step_kw):
     p = tiny_preset("denoise")
     prob = api.prepare("denoise", p, smooth_image(), degrade=True)
-    net, z, batch = api.build(prob, p, 0)
+    net, z, batch = build.problem_arrays(prob, p, 0)
     tx = make_optimizer(0.01)
     state = init_state(net, tx, jax.random.key(0), z)
     step = jax.jit(make_step(net, tx, prob.measure, **step_kw))
@@ -103,22 +106,48 @@ def test_backtracking_only_checks_every_n_steps():
 
 def test_too_small_image_is_a_clear_error():
     p = tiny_preset("denoise", crop=0)
-    prob = tasks.prepare_denoise(np.zeros((3, 3, 3), np.float32), crop=0)
+    prob = tasks.prepare_denoise(np.zeros((3, 3, 3), np.float32), p)
     with pytest.raises(api.InputError, match="fails at this size.*multiples of 16"):
-        api.build(prob, p, 0)
+        build.problem_arrays(prob, p, 0)
 
 
 def test_grey_image_gives_a_grey_output():
     p = tiny_preset("denoise", iters=3)
-    res = api.fit(api.prepare("denoise", p, smooth_image(c=1), degrade=True), p, chunk=1)
+    res = fit_problem(api.prepare("denoise", p, smooth_image(c=1), degrade=True), p, chunk=1)
     assert res.output.shape == (32, 32, 1) and res.output_avg.shape == (32, 32, 1)
 
 
 def test_fit_image_from_a_path(tmp_path):
-    import dipjax
     from PIL import Image
+
+    import dipjax
 
     path = tmp_path / "noisy.png"
     Image.fromarray((smooth_image(32, 32) * 255).astype(np.uint8)).save(path)
     res = dipjax.fit_image("denoise", path, preset="denoise-fast", iters=2, chunk=1)
     assert res.output_avg.shape == (32, 32, 3) and len(res.history) == 2
+
+
+def test_the_chunk_in_flight_changes_no_bit():
+    p = tiny_preset("denoise", iters=12, reg_noise_std=1 / 30, backtrack_every=1)
+    prob = api.prepare("denoise", p, smooth_image(), degrade=True, seed=2)
+    a = dipjax_run([prob], p, [2, 3], chunk=3, save_every=6)
+    b = dipjax_run([prob], p, [2, 3], chunk=3, save_every=6, pipeline=False)
+    for fa, fb in zip(a.fits, b.fits):
+        np.testing.assert_array_equal(fa.output, fb.output)
+        np.testing.assert_array_equal(fa.output_avg, fb.output_avg)
+        np.testing.assert_array_equal(fa.snapshots[6], fb.snapshots[6])
+        assert fa.history == fb.history and len(fa.history) == 12
+
+
+def test_a_fit_that_never_recovers_is_marked_diverged():
+    import jax.numpy as jnp
+    from conftest import TINY_OVERRIDES
+
+    from dipjax import fit_operator
+
+    shape = (16, 16, 1)
+    res = fit_operator(lambda x: x * jnp.nan, np.zeros(shape, np.float32), shape, iters=3,
+                       chunk=1, **TINY_OVERRIDES)
+    assert res.diverged and all(h["diverged"] for h in res.history)
+    assert res.history[-1]["lr"] < res.history[0]["lr"]

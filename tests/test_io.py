@@ -46,7 +46,8 @@ def test_missing_folder_not_image_truncated(tmp_path):
         load_image(tmp_path / "cut.jpg")
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(h=st.integers(1, 40), w=st.integers(1, 40), mode=st.sampled_from(["L", "RGB", "RGBA",
                                                                        "I;16", "P", "LA"]))
 def test_loader_round_trip_property(tmp_path, h, w, mode):
@@ -79,3 +80,44 @@ def test_crop_to_multiple_property(h, w, d):
     img = np.zeros((h, w, 1))
     out = crop_to_multiple(img, d)
     assert out.shape[0] == h - h % d and out.shape[1] == w - w % d
+
+
+def test_exif_orientation_is_applied_with_a_warning(tmp_path):
+    rgb = np.zeros((10, 20, 3), np.uint8)
+    rgb[0, :5] = 255  # a mark in the top-left corner, along the top row
+    img = Image.fromarray(rgb)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    img.save(tmp_path / "phone.png", exif=exif)
+    with pytest.warns(UserWarning, match="turned upright as its EXIF orientation"):
+        up = load_image(tmp_path / "phone.png")
+    assert up.shape == (20, 10, 3)
+    # turned clockwise, the top row becomes the right-hand column
+    np.testing.assert_array_equal(up[:5, -1, 0], 1.0)
+    assert up[:, :-1].max() == 0
+
+
+def test_cmyk_tiff_webp_and_animated_gif(tmp_path):
+    rgb = (np.random.default_rng(1).random((12, 8, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg", quality=95)
+    Image.fromarray(rgb).save(tmp_path / "t.tiff")
+    Image.fromarray(rgb).save(tmp_path / "w.webp", lossless=True)
+    frames = [Image.fromarray(rgb), Image.fromarray(255 - rgb)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    assert load_image(tmp_path / "c.jpg").shape == (12, 8, 3)
+    np.testing.assert_allclose(load_image(tmp_path / "t.tiff"), rgb / 255.0, atol=1e-7)
+    np.testing.assert_allclose(load_image(tmp_path / "w.webp"), rgb / 255.0, atol=1e-7)
+    with pytest.warns(UserWarning, match="2 frames; the first is used"):
+        assert load_image(tmp_path / "a.gif").shape == (12, 8, 3)
+
+
+def test_heic_is_named_and_written_files_follow_the_umask(tmp_path):
+    import os
+
+    (tmp_path / "x.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    with pytest.raises(InputError, match="HEIC/HEIF is not supported"):
+        load_image(tmp_path / "x.heic")
+    save_png(tmp_path / "o.png", np.zeros((2, 2, 1)))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "o.png").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -2,7 +2,7 @@ import jax
 import pytest
 from conftest import smooth_image, tiny_preset
 
-from dipjax import api, memory
+from dipjax import api, build, memory
 from dipjax.step import init_state, make_optimizer, make_step
 
 
@@ -11,13 +11,13 @@ def test_too_large_for_the_device_is_refused_with_a_size(monkeypatch):
     p = tiny_preset("denoise")
     prob = api.prepare("denoise", p, smooth_image(64, 64), degrade=True)
     with pytest.raises(api.InputError, match=r"needs about .* GiB.*downscale or crop to about"):
-        api.build(prob, p, 0)
+        build.problem_arrays(prob, p, 0)
 
 
 def test_estimate_bounds_what_xla_allocates():
     p = tiny_preset("denoise")
     prob = api.prepare("denoise", p, smooth_image(64, 64), degrade=True)
-    net, z, batch = api.build(prob, p, 0)
+    net, z, batch = build.problem_arrays(prob, p, 0)
     tx = make_optimizer(0.01)
     state = init_state(net, tx, jax.random.key(0), z)
     compiled = jax.jit(make_step(net, tx, prob.measure)).lower(state, batch).compile()

@@ -2,12 +2,11 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import TINY_OVERRIDES, smooth_image
+
 import dipjax
 from dipjax.io import InputError
 from dipjax.metrics import psnr_np
-
 
 
 def test_compressed_sensing_beats_the_minimum_norm_solution():

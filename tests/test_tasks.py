@@ -1,13 +1,14 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_preset
 
-from dipjax import tasks
+from dipjax import degrade, tasks
 from dipjax.io import InputError
 
 
 def test_mask_measure_ignores_missing_pixels(image):
-    mask = tasks.bernoulli_mask(image.shape[:2], 0.5, np.random.default_rng(0))
+    mask = degrade.bernoulli_mask(image.shape[:2], 0.5, np.random.default_rng(0))
     m = tasks.Measure("mask")
     loss = tasks.loss_fn("mse")
     out = jnp.asarray(image[None])
@@ -20,7 +21,7 @@ def test_mask_measure_ignores_missing_pixels(image):
 
 
 def test_superres_measure_compares_at_low_resolution(image):
-    p = tasks.prepare_superres(image, degrade=True, scale=4, crop=8)
+    p = tasks.prepare_superres(image, tiny_preset("superres", scale=4, crop=8), degrade=True)
     assert p.target.shape == (8, 8, 3) and p.out_hw == (32, 32)
     pred = p.measure(jnp.asarray(p.gt[None]))
     assert pred.shape == (1, 8, 8, 3)
@@ -34,46 +35,47 @@ def test_superres_measure_compares_at_low_resolution(image):
 def test_gaussian_noise_has_the_requested_std():
     rng = np.random.default_rng(0)
     img = np.full((200, 200, 3), 0.5, np.float32)
-    noisy = tasks.add_gaussian_noise(img, 25, rng)
+    noisy = degrade.add_gaussian_noise(img, 25, rng)
     assert (noisy - img).std() == pytest.approx(25 / 255, rel=0.02)
 
 
 def test_salt_and_pepper_density():
     img = np.full((200, 200, 3), 0.5, np.float32)
-    sp = tasks.add_salt_pepper(img, 0.2, np.random.default_rng(0))
+    sp = degrade.add_salt_pepper(img, 0.2, np.random.default_rng(0))
     hit = (sp[..., 0] != 0.5).mean()
     assert hit == pytest.approx(0.2, abs=0.01)
     assert set(np.unique(sp)) == {0.0, 0.5, 1.0}
 
 
 def test_jpeg_roundtrip_degrades(image):
-    j = tasks.jpeg_compress(image, 10)
+    j = degrade.jpeg_compress(image, 10)
     assert j.shape == image.shape
     assert 0 < np.abs(j - image).mean() < 0.1
 
 
 def test_generated_masks():
     hw = (64, 96)
-    assert tasks.bernoulli_mask(hw, 0.3, np.random.default_rng(0)).mean() == pytest.approx(
+    assert degrade.bernoulli_mask(hw, 0.3, np.random.default_rng(0)).mean() == pytest.approx(
         0.3, abs=0.03)
-    t = tasks.text_mask(hw)
+    t = degrade.text_mask(hw)
     assert t.shape == (64, 96, 1) and 0.5 < t.mean() < 0.99
-    r = tasks.rect_mask(hw, 0.5)
+    r = degrade.rect_mask(hw, 0.5)
     assert r.mean() == pytest.approx(0.75, abs=0.01)
 
 
 def test_mask_file_size_must_match(image):
     with pytest.raises(InputError, match="differs"):
-        tasks.prepare_masked("inpaint", image, mask=np.ones((16, 16, 1), np.float32), crop=8)
+        tasks.prepare_masked("inpaint", image, tiny_preset("inpaint"),
+                             mask=np.ones((16, 16, 1), np.float32))
 
 
 def test_empty_mask_is_refused():
     with pytest.raises(InputError, match="no pixel"):
-        tasks.binarize_mask(np.zeros((4, 4, 1)), "m.png")
+        degrade.binarize_mask(np.zeros((4, 4, 1)), "m.png")
 
 
 def test_denoise_crop_is_noted():
-    p = tasks.prepare_denoise(np.zeros((70, 40, 3), np.float32), crop=32)
+    p = tasks.prepare_denoise(np.zeros((70, 40, 3), np.float32), tiny_preset("denoise", crop=32))
     assert p.target.shape == (64, 32, 3)
     assert "cropped 40x70 to 32x64" in p.notes[0]
 
@@ -81,5 +83,28 @@ def test_denoise_crop_is_noted():
 def test_non_binary_mask_is_thresholded_with_a_warning():
     grey = np.array([[0.2, 0.7], [0.5, 1.0]], np.float32)[..., None]
     with pytest.warns(UserWarning, match="not binary; thresholded at 0.5"):
-        m = tasks.binarize_mask(grey, "m.png")
+        m = degrade.binarize_mask(grey, "m.png")
     np.testing.assert_array_equal(m[..., 0], [[0, 1], [0, 1]])
+
+
+def test_generated_mask_with_no_known_pixel_is_refused(image):
+    p = tiny_preset("restore", mask_kind="random", keep=1e-9)
+    with pytest.raises(InputError, match="keeps no pixel"):
+        tasks.prepare("restore", p, image, degrade=True)
+
+
+def test_ground_truth_of_another_size_is_refused_before_anything_runs(image):
+    p = tiny_preset("denoise")
+    with pytest.raises(InputError, match="gt.png: size 16x16 differs from the image's 32x32"):
+        tasks.prepare("denoise", p, image, gt=image[:16, :16], names={"gt": "gt.png"})
+
+
+def test_inputs_a_task_does_not_read_are_refused(image):
+    with pytest.raises(InputError, match="flash: not used by task denoise"):
+        tasks.prepare("denoise", tiny_preset("denoise"), image, flash=image)
+
+
+def test_flash_of_another_size_is_refused(image):
+    p = tiny_preset("flash-no-flash", input_kind="image", input_depth=3)
+    with pytest.raises(InputError, match="f.png: size 16x32 differs from the no-flash"):
+        tasks.prepare("flash-no-flash", p, image, flash=image[:, :16], names={"flash": "f.png"})

@@ -1,7 +1,8 @@
 """Layers shared by every generator, written to match PyTorch's modules.
 
 All arrays are NHWC float32. Parameters use Flax's layouts (kernels HWIO); the modules are named by
-the reference's ``state_dict`` prefix so that :mod:`dipjax.torch_weights` can map weights one to one.
+the reference's ``state_dict`` prefix so that :mod:`dipjax.torch_weights` can map weights one
+to one.
 """
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ class BatchNorm2d(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        scale_init = nn.initializers.uniform(1.0) if self.init_style == "legacy" else nn.initializers.ones
+        legacy = self.init_style == "legacy"
+        scale_init = nn.initializers.uniform(1.0) if legacy else nn.initializers.ones
         scale = self.param("scale", scale_init, (self.features,))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         return _normalise(x, (0, 1, 2), self.eps) * scale + bias
@@ -185,7 +187,8 @@ def center_crop_to(x: Array, h: int, w: int) -> Array:
 
 
 def concat_cropped(xs: Sequence[Array]) -> Array:
-    """The reference's ``Concat(1, ...)``: crop every branch to the smallest H and W, then concat."""
+    """The reference's ``Concat(1, ...)``: crop every branch to the smallest H and W, then
+    concatenate."""
     h = min(x.shape[1] for x in xs)
     w = min(x.shape[2] for x in xs)
     return jnp.concatenate([center_crop_to(x, h, w) for x in xs], axis=-1)
@@ -201,7 +204,8 @@ def conv_block(x: Array, path: str, features: int, kernel_size: int, *, stride: 
     if pad not in PADS:
         raise ValueError(f"pad must be one of {PADS}, got {pad!r}")
     if downsample_mode not in DOWNSAMPLE_MODES:
-        raise ValueError(f"downsample_mode must be one of {DOWNSAMPLE_MODES}, got {downsample_mode!r}")
+        raise ValueError(f"downsample_mode must be one of {DOWNSAMPLE_MODES}, "
+                         f"got {downsample_mode!r}")
     pool_mode = None
     if stride != 1 and downsample_mode != "stride":
         pool_mode, stride = downsample_mode, 1

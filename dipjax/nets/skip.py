@@ -104,7 +104,8 @@ def skip(num_input_channels=2, num_output_channels=3,
     n = len(num_channels_down)
     if not (len(num_channels_up) == len(num_channels_skip) == n):
         raise ValueError("num_channels_down, num_channels_up and num_channels_skip must have "
-                         f"the same length, got {n}, {len(num_channels_up)}, {len(num_channels_skip)}")
+                         f"the same length, got {n}, {len(num_channels_up)}, "
+                         f"{len(num_channels_skip)}")
     up_modes = _per_scale(upsample_mode, n, "upsample_mode")
     for m in up_modes:
         if m not in UPSAMPLE_MODES:

@@ -4,7 +4,15 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from dipjax.nets.layers import BatchNorm2d, Conv2d, activation, avg_pool_or_identity, concat_cropped, reflect_pad, upsample2
+from dipjax.nets.layers import (
+    BatchNorm2d,
+    Conv2d,
+    activation,
+    avg_pool_or_identity,
+    concat_cropped,
+    reflect_pad,
+    upsample2,
+)
 
 
 class TextureNets(nn.Module):
@@ -59,7 +67,8 @@ class TextureNets(nn.Module):
 def get_texture_nets(inp=3, ratios=(32, 16, 8, 4, 2, 1), fill_noise=False, pad="zero",
                      need_sigmoid=False, conv_num=8, upsample_mode="nearest",
                      init_style="modern") -> TextureNets:
-    """The reference's constructor; ``fill_noise=True`` (random channels mid-net) is not supported."""
+    """The reference's constructor; ``fill_noise=True`` (random channels mid-net) is not
+    supported."""
     if fill_noise:
         raise ValueError("fill_noise=True is not supported: it draws fresh noise inside the net")
     return TextureNets(inp, tuple(ratios), pad, need_sigmoid, conv_num, upsample_mode, init_style)

@@ -51,7 +51,8 @@ class UNet(nn.Module):
     def _up(self, x, skip, path, out, same_num_filt=False):
         n_in = out if same_num_filt else 2 * out
         if self.upsample_mode == "deconv":
-            x = ConvTranspose2d(n_in, out, 4, 2, 1, init_style=self.init_style, name=f"{path}.up")(x)
+            x = ConvTranspose2d(n_in, out, 4, 2, 1, init_style=self.init_style,
+                                name=f"{path}.up")(x)
         else:
             x = conv_block(upsample2(x, self.upsample_mode), f"{path}.up.1", out, 3,
                            bias=self.need_bias, pad=self.pad)
@@ -70,7 +71,8 @@ class UNet(nn.Module):
         downs = [inputs]
         for _ in range(4 + self.more_layers):
             downs.append(pool(downs[-1], 2, "avg"))
-        cat = (lambda y, k: jnp.concatenate([y, downs[k]], -1)) if self.concat_x else (lambda y, k: y)
+        cat = ((lambda y, k: jnp.concatenate([y, downs[k]], -1)) if self.concat_x
+               else (lambda y, k: y))
         feats = [cat(self._unet_conv(inputs, "start", f[0] - cx, self.norm_layer), 0)]
         for k in range(1, 5):
             feats.append(cat(self._down(feats[-1], f"down{k}", f[k] - cx), k))

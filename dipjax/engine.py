@@ -1,0 +1,305 @@
+"""The one fit engine. Every run (one fit, K seeds, many images; vmapped or sequential; sharded
+over devices; one process of a distributed run) goes through ``run``, which plans batches of
+fits (``dipjax.plan``), builds each (``dipjax.build``) and drives its chunks of steps: schedule,
+history, progress callback, snapshots, checkpoints, resume, signal-safe stop, early-stop halt,
+final render and metrics.
+
+The host loop keeps one chunk in flight: it dispatches chunk c+1 before reading back chunk c's
+metrics (one transfer per chunk), so the device does not wait for the host. Where the next
+dispatch depends on the previous chunk (``early_stop='halt'``) or the state must be saved
+(checkpoints), the loop waits first; results do not depend on the pipelining.
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import statistics
+import threading
+import time
+from typing import Callable, Optional, Sequence
+
+import jax
+import numpy as np
+
+from dipjax import build
+from dipjax import plan as planning
+from dipjax.results import FitResult, RunResult, clip01, early_stop_record, final_metrics
+from dipjax.step import chunk_sizes, compiled_chunk, default_chunk
+from dipjax.timing import Timing
+
+
+@dataclasses.dataclass
+class Progress:
+    """Passed to ``on_chunk`` after each chunk: batch number (from 1) of ``batches``, iterations
+    ``done`` of ``total``, the batch's fits, and the history rows each fit got in this chunk."""
+
+    batch: int
+    batches: int
+    done: int
+    total: int
+    fits: list
+    rows: dict
+
+    @property
+    def last(self) -> dict:
+        """The first fit's newest row (for progress bars)."""
+        return self.rows[self.fits[0]][-1]
+
+
+class _Stop:
+    """A flag set by SIGINT/SIGTERM (when handled) or by ``on_chunk`` returning True."""
+
+    def __init__(self, handle_signals: bool):
+        self.flag = False
+        self._previous = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._set)
+
+    def _set(self, *_):
+        self.flag = True
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+MAX_SEED = 2**31 - 1
+
+
+def check_run_args(*, seed: int = 0, seeds: int = 1, chunk: int = 0, save_every: int = 0,
+                   checkpoint_every: int = 0, max_batch: int = 0) -> None:
+    """Refuse run settings out of range (ParameterError naming the parameter)."""
+    from dipjax.presets import ParameterError
+
+    for name, value, low in (("seed", seed, 0), ("seeds", seeds, 1), ("chunk", chunk, 0),
+                             ("save_every", save_every, 0),
+                             ("checkpoint_every", checkpoint_every, 0),
+                             ("max_batch", max_batch, 0)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ParameterError(name, value, f"must be an integer >= {low}")
+    if seed + seeds - 1 > MAX_SEED:
+        raise ParameterError("seed", seed, f"seeds run up to {MAX_SEED}")
+
+
+def fit_problem(problem, preset, seed: int = 0, **kw) -> FitResult:
+    """One fit of ``problem`` (see ``run`` for the keyword arguments)."""
+    return run([problem], preset, [seed], **kw).fits[0]
+
+
+def run(problems: Sequence, preset, seeds: Sequence[int] = (0,), *, strategy: str = "auto",
+        chunk: int = 0, max_batch: int = 0, devices=None, save_every: int = 0,
+        checkpoint_every: int = 0, checkpointer=None, on_chunk: Optional[Callable] = None,
+        on_fit: Optional[Callable] = None, say: Optional[Callable] = None,
+        handle_signals: bool = False, timing: Optional[Timing] = None,
+        pipeline: bool = True) -> RunResult:
+    """Fit every problem once per seed with ``preset``.
+
+    ``strategy``: 'auto' | 'vmap' | 'sequential' | 'measure' (``dipjax.plan``); ``max_batch``:
+    most fits vmapped at once; ``devices``: where vmapped fits are sharded (default: all local).
+    ``chunk``: steps per host call (default 5 on a CPU, 50 elsewhere). ``save_every``: keep the
+    output every N iterations (``FitResult.snapshots``). ``checkpointer``
+    (``dipjax.checkpoint.Checkpointer``): save the batch in flight every ``checkpoint_every``
+    iterations and when stopped, keep each finished fit, and resume from what it holds (the
+    result is then bit-identical to an uninterrupted run). ``on_chunk(Progress)`` after every
+    chunk (True stops the run); ``on_fit(FitResult)`` as each fit ends (also an interrupted
+    one, and the fits a resumed run found finished); ``say(line)`` for notes.
+    ``handle_signals``: SIGINT/SIGTERM stop the run at the end of the current chunk.
+    ``pipeline=False`` reads every chunk's metrics before dispatching the next (same results,
+    the device idles meanwhile).
+    """
+    for s in seeds:
+        check_run_args(seed=s)
+    check_run_args(chunk=chunk, save_every=save_every, checkpoint_every=checkpoint_every,
+                   max_batch=max_batch)
+    timing = timing or Timing()
+    chunk = max(1, min(chunk or default_chunk(), preset.iters))
+    fits = [(i, s) for i in range(len(problems)) for s in seeds]
+    results, current = {}, None
+    if checkpointer is not None:
+        with timing("checkpoint"):
+            for key, (arrays, record) in checkpointer.finished().items():
+                results[key] = _loaded(problems, preset, key, arrays, record)
+                on_fit and on_fit(results[key])
+            current = checkpointer.current()
+            if current and all(tuple(f) in results for f in current["fits"]):
+                current = None
+    caches: dict = {}
+    todo = [f for f in fits if f not in results and not (current and f in current["fits"])]
+    with timing("prepare"):
+        groups, batches, chosen, notes = planning.plan(
+            problems, preset, todo, strategy, max_batch=max_batch, devices=devices,
+            chunk=chunk, caches=caches, say=say)
+    if current:
+        g = next(k for k, grp in enumerate(groups) if current["fits"][0][0] in grp)
+        batches.insert(0, planning.Batch(g, current["fits"], current["stacked"]))
+    stop = _Stop(handle_signals)
+    per_step = []
+    try:
+        for b, batch in enumerate(batches):
+            if stop.flag:
+                break
+            with timing("prepare"):
+                su = build.setup(problems, preset, batch.fits, stack=batch.stack,
+                                 devices=devices)
+            histories = [[] for _ in batch.fits]
+            if current and b == 0:
+                with timing("checkpoint"):
+                    su.state = checkpointer.restore(su.state)
+                histories = [list(h) for h in current["histories"]]
+            loop = _BatchLoop(su, preset, chunk, save_every, checkpoint_every, checkpointer,
+                              timing, caches.setdefault(batch.group, {}), stop, pipeline,
+                              lambda done, rows: on_chunk and on_chunk(Progress(
+                                  b + 1, len(batches), done, preset.iters, su.fits, rows)))
+            for r in loop.run(problems, histories):
+                results[r.key] = r
+                if checkpointer is not None and not r.interrupted:
+                    with timing("checkpoint"):
+                        _keep(checkpointer, r)
+                on_fit and on_fit(r)
+            if loop.step_s == loop.step_s:
+                per_step.append(loop.step_s / (len(su.fits) if su.stacked else 1))
+    finally:
+        stop.restore()
+        if checkpointer is not None:
+            with timing("checkpoint"):
+                checkpointer.wait()
+    ordered = [results[f] for f in fits if f in results]
+    used = "+".join(sorted(set(chosen))) if len(set(chosen)) > 1 else (
+        chosen[0] if chosen else planning.resolve_strategy(strategy))
+    n_dev = len(devices if devices is not None else jax.local_devices())
+    return RunResult(ordered, used, groups, _batch_sizes(batches, len(groups)),
+                     n_dev if "vmap" in chosen else 1, notes, timing.parts,
+                     len(ordered) < len(fits) or any(r.interrupted for r in ordered),
+                     statistics.median(per_step) if per_step else float("nan"))
+
+
+def _batch_sizes(batches, n_groups: int) -> list:
+    sizes = [[] for _ in range(n_groups)]
+    for b in batches:
+        sizes[b.group].append(len(b.fits))
+    return sizes
+
+
+class _BatchLoop:
+    """The chunk loop of one batch of fits (a Setup)."""
+
+    def __init__(self, su, preset, chunk, save_every, checkpoint_every, checkpointer, timing,
+                 cache, stop, pipeline, notify):
+        self.su, self.preset, self.chunk, self.pipeline = su, preset, chunk, pipeline
+        self.save_every, self.checkpoint_every = save_every, checkpoint_every
+        self.ckpt, self.timing, self.cache, self.stop = checkpointer, timing, cache, stop
+        self.notify = notify
+        self.seconds, self.compile_s, self.step_s = [], 0.0, float("nan")
+
+    def _process(self, pending, histories) -> None:
+        m, done, n, t_dispatch = pending
+        with self.timing("steps"):
+            m = jax.device_get(m)
+        t_ready = time.perf_counter()
+        self.timing.mark("first_chunk_at")
+        self.seconds.append(((t_ready - max(t_dispatch, self._last_ready)) / n, n))
+        self._last_ready = t_ready
+        with self.timing("host"):
+            k = len(self.su.fits)
+            cols = {key: np.asarray(v).reshape(n, -1)[:, :k] for key, v in m.items()}
+            rows = {}
+            for j, fit in enumerate(self.su.fits):
+                rows[fit] = [{"iter": done - n + i + 1,
+                              **{key: _scalar(v[i, j]) for key, v in cols.items()}}
+                             for i in range(n)]
+                histories[j].extend(rows[fit])
+            if self.notify(done, rows):
+                self.stop.flag = True
+            if self.preset.early_stop == "halt" and "es_fired" in cols:
+                self.halted = bool(np.all(cols["es_fired"][-1]))
+
+    def run(self, problems, histories):
+        su, preset, iters = self.su, self.preset, self.preset.iters
+        sizes = chunk_sizes(iters, self.chunk, (self.save_every, self.checkpoint_every))
+        state, skip, done = su.state, len(histories[0]), 0
+        snaps, pending, self.halted, self._last_ready = [], None, False, 0.0
+        sync = preset.early_stop == "halt" or not self.pipeline
+        for n in sizes:
+            if done + n <= skip:
+                done += n
+                continue
+            with self.timing("compile"):
+                runner, seconds = compiled_chunk(su.step, n, state, su.batch,
+                                                 batch_axes=su.axes, mesh=su.mesh,
+                                                 cache=self.cache)
+            self.compile_s += seconds
+            if seconds:  # a chunk that finished while this compiled must not be charged for it
+                self._last_ready = time.perf_counter()
+            with self.timing("host"):
+                t_dispatch = time.perf_counter()
+                state, m = runner(state, su.batch)
+                done += n
+            if self.save_every and done % self.save_every == 0 and done < iters:
+                with self.timing("snapshot"):
+                    snaps.append((done, su.render(state.params)))  # dispatched, read later
+            if pending is not None:
+                self._process(pending, histories)
+            pending = (m, done, n, t_dispatch)
+            save = (self.ckpt is not None and self.checkpoint_every
+                    and done % self.checkpoint_every == 0 and done < iters)
+            if sync or save or self.stop.flag:
+                self._process(pending, histories)
+                pending = None
+            if save:
+                with self.timing("checkpoint"):
+                    self.ckpt.save(su.fits, su.stacked, state, histories)
+            if self.stop.flag or self.halted:
+                break
+        if pending is not None:
+            self._process(pending, histories)
+        full = [s for s, n in self.seconds if n == self.chunk] or [s for s, _ in self.seconds]
+        self.step_s = statistics.median(full) if full else float("nan")
+        interrupted = done < iters and not self.halted
+        if interrupted and self.ckpt is not None:
+            with self.timing("checkpoint"):
+                self.ckpt.save(su.fits, su.stacked, state, histories)
+        return self._results(problems, state, histories, snaps, interrupted)
+
+    def _results(self, problems, state, histories, snaps, interrupted) -> list:
+        su = self.su
+        with self.timing("host"):
+            outs = clip01(su.per_fit(su.render(state.params))[:, 0])
+            avgs = clip01(su.per_fit(state.out_avg)[:, 0])
+            es_all = jax.device_get(state.es)
+            snap_host = [(it, clip01(su.per_fit(img)[:, 0])) for it, img in snaps]
+        got = []
+        for j, (i, s) in enumerate(su.fits):
+            es = early_stop_record({k: su.per_fit(v)[j] for k, v in es_all.items()})
+            got.append(FitResult(
+                i, s, problems[i], self.preset, outs[j], avgs[j], histories[j],
+                final_metrics(problems[i], outs[j], avgs[j], es), es,
+                {it: img[j] for it, img in snap_host}, interrupted, self.compile_s,
+                self.step_s))
+        return got
+
+
+def _scalar(v):
+    return bool(v) if isinstance(v, (bool, np.bool_)) else float(v)
+
+
+def _keep(checkpointer, r: FitResult) -> None:
+    arrays = {"output": r.output, "output_avg": r.output_avg}
+    es = None
+    if r.early_stop is not None:
+        arrays["output_es"] = r.early_stop["output"]
+        es = {k: v for k, v in r.early_stop.items() if k != "output"}
+    checkpointer.finish(r.index, r.seed, arrays, {
+        "history": r.history, "early_stop": es, "compile_s": r.compile_s, "step_s": r.step_s,
+        "snapshots": sorted(r.snapshots)})
+
+
+def _loaded(problems, preset, key, arrays, record) -> FitResult:
+    i, s = key
+    es = record["early_stop"]
+    if es is not None:
+        es = dict(es, output=arrays["output_es"])
+    final = final_metrics(problems[i], arrays["output"], arrays["output_avg"], es)
+    return FitResult(i, s, problems[i], preset, arrays["output"], arrays["output_avg"],
+                     record["history"], final, es, {}, False, record["compile_s"],
+                     record["step_s"])
