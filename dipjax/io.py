@@ -57,7 +57,8 @@ def load_image(path) -> np.ndarray:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not an image")
-    limit = max_pixels()
+    limit, pil_limit = max_pixels(), Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own limit, with our own message, is checked below
     try:
         with Image.open(path) as img:
             w, h = img.size
@@ -74,6 +75,8 @@ def load_image(path) -> np.ndarray:
                 warnings.warn(f"{path}: turned upright as its EXIF orientation ({orientation}) "
                               f"says", stacklevel=2)
             return _to_array(img, path)
+    except InputError:
+        raise
     except Image.DecompressionBombError as e:
         raise InputError(f"{path}: refused as too large ({e})") from None
     except UnidentifiedImageError:
@@ -84,6 +87,8 @@ def load_image(path) -> np.ndarray:
         raise InputError(f"{path}: cannot be read (permission denied)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{path}: corrupt or truncated image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pil_limit
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

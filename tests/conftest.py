@@ -4,12 +4,16 @@ import tempfile
 import numpy as np
 import pytest
 
-# One compile cache for the whole session, this process and the CLI subprocesses alike: a net
-# compiled once is not compiled again by the next test (unless a test names its own cache).
-os.environ.setdefault("DIPJAX_COMPILE_CACHE", tempfile.mkdtemp(prefix="dipjax-test-cache-"))
+# One compile cache for this process and the CLI subprocesses alike (the user's, as dipjax's
+# command line uses it, unless DIPJAX_COMPILE_CACHE names another): a step compiled once is
+# not compiled again by the next test or the next test session. Tests that time compilation
+# name their own empty cache.
 from dipjax import compile_cache  # noqa: E402
 
-compile_cache.enable(os.environ["DIPJAX_COMPILE_CACHE"])
+os.environ.setdefault("DIPJAX_COMPILE_CACHE",
+                      str(compile_cache.default_dir() or tempfile.mkdtemp(prefix="dipjax-")))
+if os.environ["DIPJAX_COMPILE_CACHE"].lower() not in ("", "off", "0", "no"):
+    compile_cache.enable(os.environ["DIPJAX_COMPILE_CACHE"])
 
 from dipjax.netspec import NetSpec
 from dipjax.presets import Preset

@@ -34,6 +34,7 @@ def test_groups_are_by_shape_in_order_of_appearance():
     assert plan.group_problems(probs + [masked]) == [[0, 2], [1], [3]]
 
 
+@pytest.mark.slow
 def test_vmapped_groups_equal_separate_fits_and_batches_split():
     probs = _problems()
     rep = run(probs, P, [5], strategy="vmap", chunk=2)
@@ -52,6 +53,7 @@ def test_vmapped_groups_equal_separate_fits_and_batches_split():
     np.testing.assert_allclose(split[1].output, single.output, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_memory_estimate_sets_the_batch_size(monkeypatch):
     probs = _problems()[:1]
     from dipjax import build
@@ -87,6 +89,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_over_four_devices_equals_one_device(tmp_path):
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED)
@@ -111,6 +114,7 @@ def _cli(*args, env=ENV, timeout=600):
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.mark.slow
 def test_cli_fits_a_folder_of_images(image_dir, tmp_path):
     out = tmp_path / "out"
     r = _cli("--task", "denoise", "--image", image_dir, "--degrade", "--iters", 2, "--chunk", 1,
@@ -128,6 +132,7 @@ def test_cli_fits_a_folder_of_images(image_dir, tmp_path):
     assert s["groups"] == [["a", "b", "c"]] and s["seeds"] == [0, 1]
 
 
+@pytest.mark.slow
 def test_cli_glob_and_bad_entries(image_dir, tmp_path):
     r = _cli("--task", "denoise", "--image", str(image_dir / "[ab].png"), "--degrade",
              "--iters", 1, "--chunk", 1, "--out", tmp_path / "g", "--quiet")
@@ -141,6 +146,7 @@ def test_cli_glob_and_bad_entries(image_dir, tmp_path):
     assert r.returncode == 2 and "matches no file" in r.stderr
 
 
+@pytest.mark.slow
 def test_two_processes_split_the_images(image_dir, tmp_path):
     out = tmp_path / "dist"
     env = dict(ENV, XLA_FLAGS="--xla_force_host_platform_device_count=2")
@@ -166,6 +172,7 @@ def test_two_processes_split_the_images(image_dir, tmp_path):
     assert all((out / n / "output.png").is_file() for n in "abc")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vmap_faster", [True, False])
 def test_measure_keeps_the_strategy_that_timed_faster(monkeypatch, vmap_faster):
     probs = _problems()[:1]
@@ -178,6 +185,7 @@ def test_measure_keeps_the_strategy_that_timed_faster(monkeypatch, vmap_faster):
     assert rep.notes[0].endswith("running " + rep.strategy)
 
 
+@pytest.mark.slow
 def test_measure_times_both_strategies_and_keeps_the_faster():
     probs = _problems()[:1]
     rep = run(probs, P, [0, 1], strategy="measure", chunk=2)

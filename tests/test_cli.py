@@ -35,6 +35,7 @@ def run_dir(tmp_path_factory, small_png):
     return out, r
 
 
+@pytest.mark.slow
 def test_cli_writes_every_output(run_dir):
     out, r = run_dir
     for name in ("output.png", "output_avg.png", "degraded.png", "comparison.png",
@@ -46,6 +47,7 @@ def test_cli_writes_every_output(run_dir):
     assert np.asarray(Image.open(out / "output.png")).shape == (64, 64, 3)
 
 
+@pytest.mark.slow
 def test_summary_fields(run_dir):
     s = json.loads((run_dir[0] / "summary.json").read_text())
     for key in ("task", "preset", "hyperparameters", "seeds", "images", "fits", "versions",
@@ -61,6 +63,7 @@ def test_summary_fields(run_dir):
     assert {"psnr_gt", "psnr_gt_avg", "psnr_baseline", "ssim"} <= set(fit["final"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes(run_dir, small_png, tmp_path):
     r = cli("--task", "denoise", "--image", small_png, "--degrade", "--iters", 10,
             "--save-every", 5, "--out", tmp_path / "again", "--seed", 1, "--quiet")
@@ -69,6 +72,7 @@ def test_same_seed_same_bytes(run_dir, small_png, tmp_path):
         assert (tmp_path / "again" / name).read_bytes() == (run_dir[0] / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_existing_output_folder_is_refused(run_dir, small_png):
     r = cli("--task", "denoise", "--image", small_png, "--out", run_dir[0], "--iters", 1)
     assert r.returncode == 2
@@ -108,7 +112,7 @@ def _bomb(path):
      "least 64x64"),
     (["--task", "superres", "--image", "DOT", "--preset", "superres-fast"],
      "dot.png: 3x3 pixels is too small for preset superres-fast, which needs a "
-     "low-resolution input of at least 4x4"),
+     "low-resolution input of at least 8x8"),
     (["--task", "denoise", "--image", "IMG", "--out-in-file"], "cannot write there"),
 ])
 def test_bad_input_is_one_line_and_status_2(args, message, small_png, tmp_path):
@@ -170,6 +174,7 @@ def test_a_bad_flag_prints_two_lines_and_version_works():
     assert r.returncode == 0 and r.stdout.startswith("dipjax ")
 
 
+@pytest.mark.slow
 def test_seed_ensemble_outputs(small_png, tmp_path):
     out = tmp_path / "ens"
     r = cli("--task", "denoise", "--image", small_png, "--degrade", "--iters", 4, "--seeds", 2,
@@ -198,6 +203,7 @@ def test_importing_the_cli_module_shadows_no_function():
     assert not callable(dipjax.fit) and callable(dipjax.fit_problem)
 
 
+@pytest.mark.slow
 def test_timing_parts_add_up_to_the_wall_time(run_dir):
     t = json.loads((run_dir[0] / "summary.json").read_text())["timing"]
     parts = {k: v for k, v in t.items() if k not in ("other", "total") and not k.endswith("_at")}

@@ -51,6 +51,7 @@ def _blocks(n=32):
     return np.stack([0.2 + 0.6 * a, 0.8 - 0.6 * a, 0.3 + 0.4 * (y % 2)], -1).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_deblur_beats_the_blurred_input():
     p = tiny_preset("deblur", iters=300, reg_noise_std=0.0, blur="gauss:1.5", sigma=0.0)
     prob = api.prepare("deblur", p, _blocks(), degrade=True)
@@ -68,6 +69,7 @@ def test_total_variation_closed_form():
     assert float(tasks.total_variation(jnp.asarray(x))) == pytest.approx(4 / 16)
 
 
+@pytest.mark.slow
 def test_tv_weight_smooths_the_output():
     p = tiny_preset("denoise", iters=30, reg_noise_std=0.0)
     prob = api.prepare("denoise", p, _blocks(), degrade=True)
@@ -93,6 +95,7 @@ def test_deblur_kernel_errors(tmp_path):
                  "--out", str(tmp_path / "o3")]) == 2
 
 
+@pytest.mark.slow
 def test_cli_deblur_with_a_kernel_image(tmp_path):
     k = np.zeros((7, 7, 1), np.float32)
     k[3, :, 0] = 1.0  # horizontal motion blur

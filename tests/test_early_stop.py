@@ -63,6 +63,7 @@ def noisy_problem():
     return api.prepare("denoise", p, smooth_image(), degrade=True)
 
 
+@pytest.mark.slow
 def test_halt_stops_at_the_chunk_where_it_fires_and_mark_runs_on(noisy_problem):
     p = tiny_preset("denoise", iters=60, reg_noise_std=0.0, early_stop="halt", es_window=5,
                     es_patience=3)
@@ -82,6 +83,7 @@ def test_halt_stops_at_the_chunk_where_it_fires_and_mark_runs_on(noisy_problem):
     np.testing.assert_array_equal(off.output, marked.output)
 
 
+@pytest.mark.slow
 def test_cli_writes_the_early_stopping_output(tmp_path):
     out = tmp_path / "o"
     rc = main(["--task", "denoise", "--preset", "denoise-fast", "--iters", "6",

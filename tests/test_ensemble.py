@@ -9,6 +9,7 @@ from dipjax.ensemble import ensemble_stats, uncertainty_map
 from dipjax.metrics import psnr_np
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_equal_separate_fits():
     # A small learning rate: Adam's first updates are about lr * sign(gradient), so where a
     # gradient is ~0 the float reassociation of a grouped convolution flips the update and the

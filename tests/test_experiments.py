@@ -11,6 +11,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 REFERENCE = os.environ.get("DIPJAX_REFERENCE_DIR")
+pytestmark = pytest.mark.slow  # every test runs a script in a subprocess
 
 
 def _run(script, *args, timeout=600):

@@ -8,7 +8,7 @@ from conftest import smooth_image, tiny_preset
 from dipjax import api, build, tasks
 from dipjax.engine import fit_problem
 from dipjax.engine import run as dipjax_run
-from dipjax.step import init_state, make_optimizer, make_step
+from dipjax.step import make_step
 
 
 def shapes_image(h=48, w=48):
@@ -30,6 +30,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(CASES))
 def test_short_fit_beats_the_baseline(task):
     img, kw = CASES[task]
@@ -42,6 +43,7 @@ def test_short_fit_beats_the_baseline(task):
     assert res.output.shape == want + (3,) == res.problem.gt.shape
 
 
+@pytest.mark.slow
 def test_same_seed_same_bits_other_seed_differs():
     p = tiny_preset("denoise", iters=7, reg_noise_std=1 / 30)
     prob = api.prepare("denoise", p, smooth_image(), degrade=True, seed=3)
@@ -57,11 +59,8 @@ def test_same_seed_same_bits_other_seed_differs():
 def _tiny_step_setup(**step_kw):
     p = tiny_preset("denoise")
     prob = api.prepare("denoise", p, smooth_image(), degrade=True)
-    net, z, batch = build.problem_arrays(prob, p, 0)
-    tx = make_optimizer(0.01)
-    state = init_state(net, tx, jax.random.key(0), z)
-    step = jax.jit(make_step(net, tx, prob.measure, **step_kw))
-    return state, batch, step
+    su = build.setup([prob], p, [(0, 0)])
+    return su.state, su.batch, jax.jit(make_step(su.net, su.tx, prob.measure, **step_kw))
 
 
 def _same(a, b):
@@ -111,12 +110,14 @@ def test_too_small_image_is_a_clear_error():
         build.problem_arrays(prob, p, 0)
 
 
+@pytest.mark.slow
 def test_grey_image_gives_a_grey_output():
     p = tiny_preset("denoise", iters=3)
     res = fit_problem(api.prepare("denoise", p, smooth_image(c=1), degrade=True), p, chunk=1)
     assert res.output.shape == (32, 32, 1) and res.output_avg.shape == (32, 32, 1)
 
 
+@pytest.mark.slow
 def test_fit_image_from_a_path(tmp_path):
     from PIL import Image
 
@@ -128,6 +129,7 @@ def test_fit_image_from_a_path(tmp_path):
     assert res.output_avg.shape == (32, 32, 3) and len(res.history) == 2
 
 
+@pytest.mark.slow
 def test_the_chunk_in_flight_changes_no_bit():
     p = tiny_preset("denoise", iters=12, reg_noise_std=1 / 30, backtrack_every=1)
     prob = api.prepare("denoise", p, smooth_image(), degrade=True, seed=2)
@@ -140,6 +142,7 @@ def test_the_chunk_in_flight_changes_no_bit():
         assert fa.history == fb.history and len(fa.history) == 12
 
 
+@pytest.mark.slow
 def test_a_fit_that_never_recovers_is_marked_diverged():
     import jax.numpy as jnp
     from conftest import TINY_OVERRIDES

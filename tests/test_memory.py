@@ -14,6 +14,7 @@ def test_too_large_for_the_device_is_refused_with_a_size(monkeypatch):
         build.problem_arrays(prob, p, 0)
 
 
+@pytest.mark.slow
 def test_estimate_bounds_what_xla_allocates():
     p = tiny_preset("denoise")
     prob = api.prepare("denoise", p, smooth_image(64, 64), degrade=True)

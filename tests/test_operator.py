@@ -9,6 +9,7 @@ from dipjax.io import InputError
 from dipjax.metrics import psnr_np
 
 
+@pytest.mark.slow
 def test_compressed_sensing_beats_the_minimum_norm_solution():
     gt = smooth_image(32, 32, 1)
     n, m = gt.size, gt.size * 3 // 10
@@ -22,6 +23,7 @@ def test_compressed_sensing_beats_the_minimum_norm_solution():
     assert res.final["psnr_gt"] > res.final["psnr_baseline"] + 3.0, res.final
 
 
+@pytest.mark.slow
 def test_a_nonlinear_operator_fits_its_measurement():
     gt = smooth_image(32, 32, 3)
     op = lambda x: jnp.sqrt(x.mean(-1) + 0.01)  # grey, then a square root

@@ -12,6 +12,7 @@ from conftest import smooth_image
 from PIL import Image
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+pytestmark = pytest.mark.slow  # every test runs the command line in a subprocess
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,6 @@ CASES = {1: ("checkpoint/state/*", ("output.png", "output_avg.png", "metrics.jso
                                         "seed_8/metrics.jsonl", "metrics.csv"))}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seeds, sig", [(1, signal.SIGTERM), (4, signal.SIGINT)])
 def test_interrupt_then_resume_is_bit_identical(png, tmp_path, seeds, sig):
     wait_for, compare = CASES[seeds]
