@@ -262,20 +262,19 @@ class _BatchLoop:
         return self._results(problems, state, histories, snaps, interrupted)
 
     def _results(self, problems, state, histories, snaps, interrupted) -> list:
-        su = self.su
+        su, got = self.su, []
         with self.timing("host"):
             outs = clip01(su.per_fit(su.render(state.params))[:, 0])
             avgs = clip01(su.per_fit(state.out_avg)[:, 0])
             es_all = jax.device_get(state.es)
             snap_host = [(it, clip01(su.per_fit(img)[:, 0])) for it, img in snaps]
-        got = []
-        for j, (i, s) in enumerate(su.fits):
-            es = early_stop_record({k: su.per_fit(v)[j] for k, v in es_all.items()})
-            got.append(FitResult(
-                i, s, problems[i], self.preset, outs[j], avgs[j], histories[j],
-                final_metrics(problems[i], outs[j], avgs[j], es), es,
-                {it: img[j] for it, img in snap_host}, interrupted, self.compile_s,
-                self.step_s))
+            for j, (i, s) in enumerate(su.fits):
+                es = early_stop_record({k: su.per_fit(v)[j] for k, v in es_all.items()})
+                got.append(FitResult(
+                    i, s, problems[i], self.preset, outs[j], avgs[j], histories[j],
+                    final_metrics(problems[i], outs[j], avgs[j], es), es,
+                    {it: img[j] for it, img in snap_host}, interrupted, self.compile_s,
+                    self.step_s))
         return got
 
 

@@ -30,17 +30,21 @@ TASK_FLAGS = {"scale": ("superres",), "sigma": ("denoise", "deblur"), "noise": (
 def main(argv=None) -> int:
     start = time.perf_counter()
     from dipjax.cli_args import parser
+    from dipjax.timing import Timing, process_start_age
 
+    # 'startup' covers the interpreter, the imports and the device's start, until 'prepare'.
+    timing = Timing(start, before=process_start_age() - (time.perf_counter() - start))
     ap = parser()
     args = ap.parse_args(argv)
     try:
-        if cache_command(args):
-            return 0
+        with timing("startup"):
+            if cache_command(args):
+                return 0
         if args.resume:
             from dipjax import runfolder
 
             runfolder.refuse_changes(args, {k: ap.get_default(k) for k in runfolder.RUN_FLAGS})
-        return run(args, start)
+        return run(args, timing)
     except InputError as e:
         print(f"dipjax: error: {_flag_message(e)}", file=sys.stderr)
         return EXIT_USAGE
@@ -124,16 +128,16 @@ def resolve_preset(args, accelerator: bool):
     return p.replace(**{k: getattr(args, k) for k in PRESET_FLAGS}), note
 
 
-def run(args, start: float) -> int:
-    import jax
+def run(args, timing) -> int:
+    with timing("startup"):
+        import jax
 
-    from dipjax import engine, runfolder, sources
-    from dipjax.checkpoint import Checkpointer
-    from dipjax.outputs import RunWriter, hyperparameters
-    from dipjax.progress import ProgressBar
-    from dipjax.timing import Timing, process_start_age
+        from dipjax import engine, runfolder, sources
+        from dipjax.checkpoint import Checkpointer
+        from dipjax.outputs import RunWriter, hyperparameters
+        from dipjax.progress import ProgressBar
 
-    timing = Timing(start, before=process_start_age() - (time.perf_counter() - start))
+        jax.devices()
     resume = args.resume
     if resume:
         record = runfolder.read_record(resume)
@@ -160,16 +164,17 @@ def run(args, start: float) -> int:
         problems, warned = sources.load_problems(
             preset, [paths[k] for k in mine], degrade=args.degrade, seed=args.seed,
             mask=args.mask, gt=args.gt, flash=args.flash, kernel=args.kernel)
-    if resume:
-        out, run_id = runfolder.pathlib.Path(resume), record.get("run_id")
-        runfolder.lock(out)
-    else:
-        out = runfolder.prepare_out(args.out, args.overwrite, shared=args.distributed)
-        run_id = runfolder.write_record(out, args) if pid == 0 else "distributed"
-    ckpt = Checkpointer(out, run_id, f"checkpoint.process{pid}" if nproc > 1 else "checkpoint")
-    if resume and not ckpt.exists():
-        raise InputError(f"--resume {resume}: no checkpoint there (the run finished or never "
-                         f"got to its first step)")
+        if resume:
+            out, run_id = runfolder.pathlib.Path(resume), record.get("run_id")
+            runfolder.lock(out)
+        else:
+            out = runfolder.prepare_out(args.out, args.overwrite, shared=args.distributed)
+            run_id = runfolder.write_record(out, args) if pid == 0 else "distributed"
+        ckpt = Checkpointer(out, run_id,
+                            f"checkpoint.process{pid}" if nproc > 1 else "checkpoint")
+        if resume and not ckpt.exists():
+            raise InputError(f"--resume {resume}: no checkpoint there (the run finished or "
+                             f"never got to its first step)")
     for line in warned:
         say(f"warning: {line}")
     for line in ([note] if note else []) + [n for p in problems for n in p.notes]:
@@ -191,10 +196,9 @@ def run(args, start: float) -> int:
                        nested=several or args.distributed)
     bar = ProgressBar(preset.iters, disable=args.quiet)
 
-    def on_chunk(progress):
+    def on_chunk(progress):  # timed as the engine's 'host' work
         bar.update(progress)
-        with timing("outputs"):
-            writer.on_chunk(progress)
+        writer.on_chunk(progress)
 
     def on_fit(result):
         with timing("outputs"):
@@ -214,11 +218,13 @@ def run(args, start: float) -> int:
             from dipjax.outputs import gather_tables
 
             gather_tables(out, nproc)
+    with timing("checkpoint"):
+        if not result.interrupted:
+            ckpt.remove()
     if result.interrupted:
         print(f"dipjax: interrupted; outputs so far and a checkpoint are in {out}/; continue "
               f"with: python -m dipjax.fit --resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    ckpt.remove()
     lost = [f for f in result.fits if f.diverged]
     if lost:
         print(f"dipjax: error: {len(lost)} of {len(result.fits)} fits diverged beyond recovery "

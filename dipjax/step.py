@@ -157,13 +157,16 @@ def make_runner(step: Callable, n: int, batch_axes=None, unroll: Optional[bool] 
                 return vmapped(state, batch)
     if unroll is None:
         unroll = jax.default_backend() == "cpu"
+    # Traced once and called n times: tracing the generator n times took 4.6 s of the 5-step
+    # chunk's lowering on a CPU, 1.3 s this way (same compiled code, same step time).
+    one_jit = jax.jit(one) if unroll and n > 1 else one
 
     def run(state, batch):
         if unroll or n == 1:
             # Straight-line code: even a one-step scan stays a loop, and slow, on the CPU.
             metrics = []
             for _ in range(n):
-                state, m = one(state, batch)
+                state, m = one_jit(state, batch)
                 metrics.append(m)
             return state, jax.tree_util.tree_map(lambda *x: jnp.stack(x), *metrics)
         return jax.lax.scan(lambda s, _: one(s, batch), state, None, length=n)

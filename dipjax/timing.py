@@ -32,13 +32,14 @@ class Timing:
 
     def __init__(self, start: float | None = None, before: float = 0.0):
         self.start = time.perf_counter() if start is None else start
+        self.before = before
         self.parts = {"startup": before} if before else {}
         self.marks = {}
 
     def mark(self, name: str) -> None:
         """Remember now as ``name`` (once)."""
         if name not in self.marks:
-            self.marks[name] = time.perf_counter() - self.start + self.parts.get("startup", 0.0)
+            self.marks[name] = time.perf_counter() - self.start + self.before
 
     @contextlib.contextmanager
     def __call__(self, part: str):
@@ -52,7 +53,7 @@ class Timing:
         self.parts[part] = self.parts.get(part, 0.0) + seconds
 
     def summary(self) -> dict:
-        total = time.perf_counter() - self.start + self.parts.get("startup", 0.0)
+        total = time.perf_counter() - self.start + self.before
         out = dict(self.parts)
         out["other"] = max(0.0, total - sum(self.parts.values()))
         out["total"] = total
