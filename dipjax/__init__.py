@@ -5,14 +5,28 @@
 problems and seeds) and ``fit_operator`` (your own forward operator). Names are imported on
 first use, so that the command line's ``--help`` and input errors answer without loading JAX.
 """
+
 import importlib
 
 __version__ = "0.1.0"
 _EXPORTS = {
-    **dict.fromkeys(["ResNet", "UNet", "count_params", "dcgan", "get_net", "get_texture_nets",
-                     "skip"], "dipjax.nets"),
-    **dict.fromkeys(["FitResult", "RunResult", "fit_image", "fit_operator", "fit_problem",
-                     "operator_problem", "prepare", "run"], "dipjax.api"),
+    **dict.fromkeys(
+        ["ResNet", "UNet", "count_params", "dcgan", "get_net", "get_texture_nets", "skip"],
+        "dipjax.nets",
+    ),
+    **dict.fromkeys(
+        [
+            "FitResult",
+            "RunResult",
+            "fit_image",
+            "fit_operator",
+            "fit_problem",
+            "operator_problem",
+            "prepare",
+            "run",
+        ],
+        "dipjax.api",
+    ),
 }
 __all__ = sorted(_EXPORTS)
 

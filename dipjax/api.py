@@ -1,12 +1,13 @@
 """The Python API, a facade over the engine.
 
-    import dipjax
-    res = dipjax.fit_image("denoise", "noisy.png", preset="denoise-fast")
-    res.output_avg  # (H, W, C) float32 in [0, 1]
+import dipjax
+res = dipjax.fit_image("denoise", "noisy.png", preset="denoise-fast")
+res.output_avg  # (H, W, C) float32 in [0, 1]
 
-    problem = dipjax.prepare("denoise", preset, image)          # a Problem
-    run = dipjax.run([problem], preset, seeds=[0, 1, 2, 3])     # many fits, one engine
+problem = dipjax.prepare("denoise", preset, image)          # a Problem
+run = dipjax.run([problem], preset, seeds=[0, 1, 2, 3])     # many fits, one engine
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -22,28 +23,60 @@ from dipjax.results import FitResult, RunResult
 from dipjax.sources import default_image
 from dipjax.sources import problem_for as prepare
 
-__all__ = ["FitResult", "RunResult", "default_image", "fit_image", "fit_operator",
-           "fit_problem", "operator_problem", "prepare", "run"]
+__all__ = [
+    "FitResult",
+    "RunResult",
+    "default_image",
+    "fit_image",
+    "fit_operator",
+    "fit_problem",
+    "operator_problem",
+    "prepare",
+    "run",
+]
 
 
-def fit_image(task: str, image=None, *, preset: Optional[str] = None, mask=None, gt=None,
-              flash=None, kernel=None, degrade: bool = False, seed: int = 0,
-              iters: Optional[int] = None, lr: Optional[float] = None, chunk: int = 0,
-              **overrides) -> FitResult:
+def fit_image(
+    task: str,
+    image=None,
+    *,
+    preset: Optional[str] = None,
+    mask=None,
+    gt=None,
+    flash=None,
+    kernel=None,
+    degrade: bool = False,
+    seed: int = 0,
+    iters: Optional[int] = None,
+    lr: Optional[float] = None,
+    chunk: int = 0,
+    **overrides,
+) -> FitResult:
     """Restore one image. ``image``/``mask``/``gt``/``flash``/``kernel``: arrays (H, W, C) in
     [0, 1] or paths (None: the packaged image, degraded). ``preset``: a name from
     ``dipjax.presets.PRESETS`` (default: the task's fast preset). Other keyword arguments
     override preset fields (e.g. ``reg_noise_std=0``)."""
-    p = get_preset(preset or FAST_DEFAULT.get(task, ""), task).replace(iters=iters, lr=lr,
-                                                                       **overrides)
+    p = get_preset(preset or FAST_DEFAULT.get(task, ""), task).replace(
+        iters=iters, lr=lr, **overrides
+    )
     load = lambda x: x if x is None or isinstance(x, np.ndarray) else load_image(x)
-    problem = prepare(task, p, load(image), mask=load(mask), gt=load(gt), flash=load(flash),
-                      kernel=load(kernel), degrade=degrade, seed=seed)
+    problem = prepare(
+        task,
+        p,
+        load(image),
+        mask=load(mask),
+        gt=load(gt),
+        flash=load(flash),
+        kernel=load(kernel),
+        degrade=degrade,
+        seed=seed,
+    )
     return fit_problem(problem, p, seed=seed, chunk=chunk)
 
 
-def operator_problem(operator: Callable, measurement, shape, *, gt=None,
-                     baseline=None) -> tasks.Problem:
+def operator_problem(
+    operator: Callable, measurement, shape, *, gt=None, baseline=None
+) -> tasks.Problem:
     """A problem for any forward operator: the fit minimises loss(operator(x), measurement)
     over images x = net(z) of ``shape`` (H, W, C) in [0, 1].
 
@@ -54,15 +87,33 @@ def operator_problem(operator: Callable, measurement, shape, *, gt=None,
     y = np.asarray(measurement, np.float32)
     want = jax.eval_shape(operator, jax.ShapeDtypeStruct((h, w, c), jax.numpy.float32))
     if tuple(want.shape) != y.shape:
-        raise InputError(f"operator maps a {h}x{w}x{c} image to shape {tuple(want.shape)}, "
-                         f"but the measurement has shape {y.shape}")
-    return tasks.Problem("custom", tasks.Measure("custom", custom=operator), y, (h, w), gt=gt,
-                         baseline=baseline, out_channels=c)
+        raise InputError(
+            f"operator maps a {h}x{w}x{c} image to shape {tuple(want.shape)}, "
+            f"but the measurement has shape {y.shape}"
+        )
+    return tasks.Problem(
+        "custom",
+        tasks.Measure("custom", custom=operator),
+        y,
+        (h, w),
+        gt=gt,
+        baseline=baseline,
+        out_channels=c,
+    )
 
 
-def fit_operator(operator: Callable, measurement, shape, *, preset: str = "denoise-fast",
-                 gt=None, baseline=None, seed: int = 0, chunk: int = 0,
-                 **overrides) -> FitResult:
+def fit_operator(
+    operator: Callable,
+    measurement,
+    shape,
+    *,
+    preset: str = "denoise-fast",
+    gt=None,
+    baseline=None,
+    seed: int = 0,
+    chunk: int = 0,
+    **overrides,
+) -> FitResult:
     """Deep Image Prior for your own inverse problem (see ``operator_problem``), with the
     generator and optimiser of ``preset`` and any of its fields overridden by keyword."""
     p = get_preset(preset).replace(**overrides)

@@ -5,6 +5,7 @@ and the initial state, for one fit or for a stacked group of same-shaped fits.
 experiments and the tests all start from the ``Setup`` it returns. Size and memory are checked
 here, before anything compiles.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,12 +34,18 @@ def problem_arrays(problem, preset: Preset, seed: int):
         z = jnp.asarray(problem.net_image[None])
     else:
         key = jax.random.fold_in(jax.random.key(seed), 1)
-        z = make_input(key, preset.input_kind, preset.input_depth, problem.out_hw,
-                       var=preset.input_var)
+        z = make_input(
+            key, preset.input_kind, preset.input_depth, problem.out_hw, var=preset.input_var
+        )
     net = net_with_io(preset.net, z.shape[-1], problem.channels, preset.init_style).build()
     check_size(net, z.shape, problem, preset)
-    memory.check(net, z.shape, problem.out_hw, preset.name,
-                 extra_bytes=memory.early_stop_bytes(problem, preset))
+    memory.check(
+        net,
+        z.shape,
+        problem.out_hw,
+        preset.name,
+        extra_bytes=memory.early_stop_bytes(problem, preset),
+    )
     batch = {"z": z, "target": jnp.asarray(problem.target[None])}
     for name in ("mask", "gt"):
         if getattr(problem, name) is not None:
@@ -72,14 +79,16 @@ def check_size(net, z_shape, problem, preset: Preset) -> None:
     h, w = problem.out_hw
     side = minimum_side(net, z_shape[-1])
     got = "fails" if out is None else f"gives {out[2]}x{out[1]}"
-    raise SizeError(f"image size {w}x{h}: preset {preset.name}'s generator {got} at this size; "
-                    f"it needs sides that are multiples of {side} (at least that many pixels)",
-                    side)
+    raise SizeError(
+        f"image size {w}x{h}: preset {preset.name}'s generator {got} at this size; "
+        f"it needs sides that are multiples of {side} (at least that many pixels)",
+        side,
+    )
 
 
 def minimum_side(net, depth: int) -> int:
     """The smallest power-of-two square side the net maps onto itself."""
-    for side in (2 ** k for k in range(1, 12)):
+    for side in (2**k for k in range(1, 12)):
         out = output_shape(net, (1, side, side, depth))
         if out is not None and tuple(out[1:3]) == (side, side):
             return side
@@ -93,11 +102,18 @@ def es_window(preset: Preset) -> int:
 
 def preset_step(net, tx, problem, preset: Preset):
     """The step function of ``problem`` with every setting taken from ``preset``."""
-    return make_step(net, tx, problem.measure, loss=preset.loss,
-                     reg_noise_std=preset.reg_noise_std, exp_weight=preset.exp_weight,
-                     backtrack_every=preset.backtrack_every,
-                     backtrack_drop_db=preset.backtrack_drop_db, tv_weight=preset.tv_weight,
-                     es_patience=preset.es_patience)
+    return make_step(
+        net,
+        tx,
+        problem.measure,
+        loss=preset.loss,
+        reg_noise_std=preset.reg_noise_std,
+        exp_weight=preset.exp_weight,
+        backtrack_every=preset.backtrack_every,
+        backtrack_drop_db=preset.backtrack_drop_db,
+        tv_weight=preset.tv_weight,
+        es_patience=preset.es_patience,
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -154,8 +170,9 @@ def _renderer(net, stacked: bool, mesh):
     return jax.jit(render)
 
 
-def setup(problems: Sequence, preset: Preset, fits: Sequence[tuple], *, stack: bool = False,
-          devices=None) -> Setup:
+def setup(
+    problems: Sequence, preset: Preset, fits: Sequence[tuple], *, stack: bool = False, devices=None
+) -> Setup:
     """The Setup of ``fits`` ((index into ``problems``, seed) pairs, all of one shape group).
     Without ``stack`` it is the single fit ``fits[0]``; with it the fits are stacked for a
     vmapped step and sharded over ``devices`` (default: all local devices)."""
@@ -181,9 +198,11 @@ def setup(problems: Sequence, preset: Preset, fits: Sequence[tuple], *, stack: b
 
 def _pad(tree, total: int):
     """Repeat the last entry of every leaf's leading axis up to ``total``."""
+
     def pad(x):
         extra = total - x.shape[0]
         return x if extra == 0 else jnp.concatenate([x, jnp.repeat(x[-1:], extra, 0)])
+
     return jax.tree_util.tree_map(pad, tree)
 
 

@@ -12,6 +12,7 @@ Layout under ``DIR/checkpoint/``:
 Saving is asynchronous: ``save`` returns once the state is copied to the host, and the write
 goes on while the next steps run; it is waited for before the next save and at ``close``.
 """
+
 from __future__ import annotations
 
 import io as _io
@@ -47,8 +48,9 @@ class Checkpointer:
             import orbax.checkpoint as ocp
 
             self.root.mkdir(parents=True, exist_ok=True)
-            options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                                   enable_async_checkpointing=True)
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=1, create=True, enable_async_checkpointing=True
+            )
             self._manager = ocp.CheckpointManager(self.root / "state", options=options)
             self._count = (self._manager.latest_step() or 0) + 1
         return self._manager
@@ -58,10 +60,19 @@ class Checkpointer:
         import orbax.checkpoint as ocp
 
         mgr = self._mgr()
-        meta = {"run_id": self.run_id, "fits": [list(f) for f in fits], "stacked": stacked,
-                "iters": len(histories[0]), "histories": histories}
-        mgr.save(self._count, args=ocp.args.Composite(state=ocp.args.StandardSave(
-            _to_tree(state)), meta=ocp.args.JsonSave(meta)))
+        meta = {
+            "run_id": self.run_id,
+            "fits": [list(f) for f in fits],
+            "stacked": stacked,
+            "iters": len(histories[0]),
+            "histories": histories,
+        }
+        mgr.save(
+            self._count,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_to_tree(state)), meta=ocp.args.JsonSave(meta)
+            ),
+        )
         self._count += 1
 
     def current(self) -> Optional[dict]:
@@ -85,8 +96,9 @@ class Checkpointer:
 
         mgr = self._mgr()
         target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _to_tree(like))
-        tree = mgr.restore(mgr.latest_step(), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target)))["state"]
+        tree = mgr.restore(
+            mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+        )["state"]
         tree["key"] = jax.random.wrap_key_data(tree["key"], impl=jax.random.key_impl(like.key))
         return FitState(**tree)
 
@@ -97,8 +109,9 @@ class Checkpointer:
         buf = _io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(done / f"p{index}_s{seed}.npz", buf.getvalue())
-        atomic_write_bytes(done / f"p{index}_s{seed}.json",
-                           json.dumps(dict(record, run_id=self.run_id)).encode())
+        atomic_write_bytes(
+            done / f"p{index}_s{seed}.json", json.dumps(dict(record, run_id=self.run_id)).encode()
+        )
 
     def finished(self) -> dict:
         """{(index, seed): (arrays, record)} of the fits kept by ``finish``."""
@@ -114,8 +127,10 @@ class Checkpointer:
 
     def _check_run(self, run_id) -> None:
         if run_id != self.run_id:
-            raise InputError(f"{self.root}: the checkpoint belongs to another run (run id "
-                             f"{run_id}, this run is {self.run_id}); nothing was resumed")
+            raise InputError(
+                f"{self.root}: the checkpoint belongs to another run (run id "
+                f"{run_id}, this run is {self.run_id}); nothing was resumed"
+            )
 
     def exists(self) -> bool:
         return self.root.is_dir() and any(self.root.iterdir())

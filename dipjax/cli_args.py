@@ -1,5 +1,6 @@
 """The command line's flags (kept apart from ``dipjax.fit`` so that ``--help`` and bad flags
 answer without importing JAX)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,11 +10,27 @@ import argparse
 TASKS = ("denoise", "superres", "inpaint", "restore", "flash-no-flash", "deblur")
 NOISES = ("gauss", "saltpepper", "jpeg")
 MASK_KINDS = ("file", "text", "random", "rect")
-PRESET_NAMES = sorted([
-    "deblur", "deblur-fast", "denoise", "denoise-fast", "denoise-jpeg", "flash-no-flash",
-    "flash-no-flash-fast", "inpaint-fast", "inpaint-kate", "inpaint-library", "inpaint-vase",
-    "restore-barbara", "restore-fast", "restore-kate", "superres-fast", "superres-x4",
-    "superres-x8"])
+PRESET_NAMES = sorted(
+    [
+        "deblur",
+        "deblur-fast",
+        "denoise",
+        "denoise-fast",
+        "denoise-jpeg",
+        "flash-no-flash",
+        "flash-no-flash-fast",
+        "inpaint-fast",
+        "inpaint-kate",
+        "inpaint-library",
+        "inpaint-vase",
+        "restore-barbara",
+        "restore-fast",
+        "restore-kate",
+        "superres-fast",
+        "superres-x4",
+        "superres-x8",
+    ]
+)
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -45,76 +62,148 @@ def _version() -> str:
 
 def parser() -> argparse.ArgumentParser:
     ap = _Parser(
-        prog="python -m dipjax.fit", formatter_class=_Formatter,
+        prog="python -m dipjax.fit",
+        formatter_class=_Formatter,
         description="Restore an image with Deep Image Prior. With only --task, runs on the "
-                    "image that ships with dipjax, degraded on purpose.")
+        "image that ships with dipjax, degraded on purpose.",
+    )
     a = ap.add_argument
     a("--task", choices=TASKS, help="what to restore (default: the preset's task)")
-    a("--preset", choices=PRESET_NAMES, help="recipe; default: the paper's on an "
-      "accelerator, the task's '-fast' one on a CPU")
-    a("--image", nargs="+", help="input image(s): noisy / low-resolution / with holes / "
-      "no-flash photo; several files, a folder or a quoted glob fit them all, one sub-folder "
-      "of --out each (default: the packaged 256x256 image, degraded)")
+    a(
+        "--preset",
+        choices=PRESET_NAMES,
+        help="recipe; default: the paper's on an accelerator, the task's '-fast' one on a CPU",
+    )
+    a(
+        "--image",
+        nargs="+",
+        help="input image(s): noisy / low-resolution / with holes / "
+        "no-flash photo; several files, a folder or a quoted glob fit them all, one sub-folder "
+        "of --out each (default: the packaged 256x256 image, degraded)",
+    )
     a("--mask", help="inpaint/restore: mask image, white = known pixel (thresholded at 0.5)")
-    a("--mask-kind", choices=MASK_KINDS[1:], help="inpaint/restore: generate a mask "
-      "instead of --mask (default: the preset's)")
+    a(
+        "--mask-kind",
+        choices=MASK_KINDS[1:],
+        help="inpaint/restore: generate a mask instead of --mask (default: the preset's)",
+    )
     a("--keep", type=float, help="fraction of pixels kept by --mask-kind random")
     a("--flash", help="flash-no-flash: the flash photo, fed to the net")
     a("--blur", help="deblur: the blur, gauss:SIGMA in pixels (default: the preset's, gauss:2)")
     a("--kernel", help="deblur: a blur kernel image instead of --blur (scaled to sum 1)")
     a("--gt", help="clean image to measure PSNR against")
-    a("--degrade", action="store_true", help="--image is clean: degrade it first (noise, "
-      "downscale, mask) and measure PSNR against it")
+    a(
+        "--degrade",
+        action="store_true",
+        help="--image is clean: degrade it first (noise, "
+        "downscale, mask) and measure PSNR against it",
+    )
     a("--noise", choices=NOISES, help="denoise with --degrade: noise kind")
-    a("--sigma", type=float, help="denoise/deblur: Gaussian noise std in 0-255 units added "
-      "with --degrade (default: the preset's, 25 for denoise, 2 for deblur)")
+    a(
+        "--sigma",
+        type=float,
+        help="denoise/deblur: Gaussian noise std in 0-255 units added "
+        "with --degrade (default: the preset's, 25 for denoise, 2 for deblur)",
+    )
     a("--density", type=float, help="denoise, saltpepper: fraction of pixels hit")
     a("--quality", type=int, help="denoise, jpeg: JPEG quality 1-95")
     a("--scale", type=int, choices=(2, 4, 8), help="superres: factor (default: the preset's)")
     a("--iters", type=int, help="iterations (default: the preset's)")
     a("--lr", type=float, help="Adam learning rate (default: the preset's)")
     a("--reg-noise-std", type=float, help="std of the per-iteration input perturbation")
-    a("--tv-weight", type=float, help="add this weight x the output's total variation to the "
-      "loss (DIP-TV; default 0)")
-    a("--early-stop", nargs="?", const="mark", choices=("off", "mark", "halt"),
-      help="detect the best iteration without ground truth (ES-WMV) and save output_es.png "
-      "there; 'mark' (the flag alone) goes on to --iters, 'halt' stops there")
+    a(
+        "--tv-weight",
+        type=float,
+        help="add this weight x the output's total variation to the loss (DIP-TV; default 0)",
+    )
+    a(
+        "--early-stop",
+        nargs="?",
+        const="mark",
+        choices=("off", "mark", "halt"),
+        help="detect the best iteration without ground truth (ES-WMV) and save output_es.png "
+        "there; 'mark' (the flag alone) goes on to --iters, 'halt' stops there",
+    )
     a("--es-window", type=int, help="--early-stop: outputs in the variance window (default 100)")
-    a("--es-patience", type=int, help="--early-stop: iterations without a new variance minimum "
-      "before it fires (default 500)")
-    a("--init-style", choices=("modern", "legacy"), help="weight init: modern torch (BN scale "
-      "1) or torch 0.4 (BN scale U[0,1))")
+    a(
+        "--es-patience",
+        type=int,
+        help="--early-stop: iterations without a new variance minimum "
+        "before it fires (default 500)",
+    )
+    a(
+        "--init-style",
+        choices=("modern", "legacy"),
+        help="weight init: modern torch (BN scale 1) or torch 0.4 (BN scale U[0,1))",
+    )
     a("--seed", type=int, default=0, help="random seed (weights, input noise, degradation)")
-    a("--seeds", type=int, default=1, help="fit K seeds (--seed, --seed+1, ...) and write their "
-      "mean and a per-pixel std map")
-    a("--strategy", choices=("auto", "vmap", "sequential", "measure"), default="auto",
-      help="how several fits (--seeds, several images) run: one vmapped step, one after "
-      "another, or whichever a timed chunk of each finds faster (auto: sequential on a CPU, "
-      "where vmapped convolutions are slow, measure elsewhere)")
-    a("--max-batch", type=int, default=0, help="most fits vmapped at once (default: as many "
-      "as the memory estimate allows)")
-    a("--distributed", action="store_true", help="one process of a multi-process run "
-      "(jax.distributed): the images are split over the processes; process 0 writes the "
-      "combined metrics table")
-    a("--coordinator", help="--distributed: coordinator host:port (default: from the cluster "
-      "environment, e.g. SLURM)")
+    a(
+        "--seeds",
+        type=int,
+        default=1,
+        help="fit K seeds (--seed, --seed+1, ...) and write their mean and a per-pixel std map",
+    )
+    a(
+        "--strategy",
+        choices=("auto", "vmap", "sequential", "measure"),
+        default="auto",
+        help="how several fits (--seeds, several images) run: one vmapped step, one after "
+        "another, or whichever a timed chunk of each finds faster (auto: sequential on a CPU, "
+        "where vmapped convolutions are slow, measure elsewhere)",
+    )
+    a(
+        "--max-batch",
+        type=int,
+        default=0,
+        help="most fits vmapped at once (default: as many as the memory estimate allows)",
+    )
+    a(
+        "--distributed",
+        action="store_true",
+        help="one process of a multi-process run "
+        "(jax.distributed): the images are split over the processes; process 0 writes the "
+        "combined metrics table",
+    )
+    a(
+        "--coordinator",
+        help="--distributed: coordinator host:port (default: from the cluster "
+        "environment, e.g. SLURM)",
+    )
     a("--num-processes", type=int, help="--distributed: number of processes")
     a("--process-id", type=int, help="--distributed: this process's index")
     a("--out", default="dipjax-out", help="output folder")
     a("--overwrite", action="store_true", help="write into an existing, non-empty --out")
     a("--save-every", type=int, default=0, help="also save the output every N iterations")
-    a("--checkpoint-every", type=int, default=500, help="save a checkpoint every N iterations "
-      "(0: never); Ctrl-C and SIGTERM always save one")
-    a("--resume", metavar="DIR", help="continue the interrupted run in DIR (its --out); other "
-      "flags are taken from DIR/run.json")
+    a(
+        "--checkpoint-every",
+        type=int,
+        default=500,
+        help="save a checkpoint every N iterations (0: never); Ctrl-C and SIGTERM always save one",
+    )
+    a(
+        "--resume",
+        metavar="DIR",
+        help="continue the interrupted run in DIR (its --out); other "
+        "flags are taken from DIR/run.json",
+    )
     a("--chunk", type=int, default=0, help="steps per host call (default: 5 on CPU, 50 else)")
-    a("--compile-cache", metavar="DIR", help="keep compiled steps here for later runs "
-      "(default: $DIPJAX_COMPILE_CACHE, else ~/.cache/dipjax/xla)")
+    a(
+        "--compile-cache",
+        metavar="DIR",
+        help="keep compiled steps here for later runs "
+        "(default: $DIPJAX_COMPILE_CACHE, else ~/.cache/dipjax/xla)",
+    )
     a("--no-compile-cache", action="store_true", help="compile everything afresh, keep nothing")
-    a("--cache-info", action="store_true", help="print the compile cache's folder and size, "
-      "and exit")
+    a(
+        "--cache-info",
+        action="store_true",
+        help="print the compile cache's folder and size, and exit",
+    )
     a("--clear-cache", action="store_true", help="empty the compile cache, and exit")
-    a("--quiet", action="store_true", help="no progress bar (warnings and the final lines "
-      "are still printed)")
+    a(
+        "--quiet",
+        action="store_true",
+        help="no progress bar (warnings and the final lines are still printed)",
+    )
     a("--version", action="version", version=f"dipjax {_version()}")
     return ap

@@ -5,6 +5,7 @@ Where: ``--compile-cache DIR``, else ``$DIPJAX_COMPILE_CACHE``, else
 ``$XDG_CACHE_HOME/dipjax/xla`` (``~/.cache/dipjax/xla``). ``DIPJAX_COMPILE_CACHE=off`` or
 ``--no-compile-cache`` turns it off.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Degradations that make a test problem from a clean image (noise, JPEG, masks) and the
 check every mask passes. Images are float32 (H, W, C) in [0, 1]; masks (H, W, 1), 1 = known.
 """
+
 from __future__ import annotations
 
 import io as _io
@@ -51,8 +52,12 @@ def text_mask(hw, text: str = "hello world", size: Optional[int] = None) -> np.n
     except TypeError:  # Pillow < 10.1 has a fixed-size default font
         font = ImageFont.load_default()
     for y in range(size // 2, h, 2 * size):
-        draw.text((size // 2, y), (text + "  ") * (1 + w // (size * len(text) // 2 + 1)),
-                  fill=0, font=font)
+        draw.text(
+            (size // 2, y),
+            (text + "  ") * (1 + w // (size * len(text) // 2 + 1)),
+            fill=0,
+            font=font,
+        )
     return (np.asarray(pil, np.float32) / 255.0 > 0.5).astype(np.float32)[..., None]
 
 
@@ -61,7 +66,7 @@ def rect_mask(hw, frac: float = 0.25) -> np.ndarray:
     h, w = hw
     m = np.ones((h, w, 1), np.float32)
     rh, rw = max(1, int(h * frac)), max(1, int(w * frac))
-    m[(h - rh) // 2: (h + rh) // 2, (w - rw) // 2: (w + rw) // 2] = 0
+    m[(h - rh) // 2 : (h + rh) // 2, (w - rw) // 2 : (w + rw) // 2] = 0
     return m
 
 
@@ -70,8 +75,9 @@ def binarize_mask(mask: np.ndarray, path="mask") -> np.ndarray:
     Refuses a mask with no known pixel."""
     mean = mask.mean(axis=-1, keepdims=True)
     if not np.isin(mean, (0.0, 1.0)).all():
-        warnings.warn(f"{path}: mask is not binary; thresholded at 0.5 (white = known)",
-                      stacklevel=2)
+        warnings.warn(
+            f"{path}: mask is not binary; thresholded at 0.5 (white = known)", stacklevel=2
+        )
     m = (mean > 0.5).astype(np.float32)
     if m.sum() == 0:
         raise InputError(f"{path}: the mask marks no pixel as known (all values <= 0.5)")
@@ -83,5 +89,5 @@ def synthetic_flash_pair(img: np.ndarray, rng: np.random.Generator):
     cold, sharp 'flash' shot. Returns (noflash, flash, clean)."""
     warm = np.array([1.0, 0.8, 0.6], np.float32)[: img.shape[-1]]
     noflash = np.clip(0.5 * img * warm + rng.normal(0, 0.06, img.shape), 0, 1)
-    flash = np.clip(img ** 0.6 * np.array([0.85, 0.95, 1.0], np.float32)[: img.shape[-1]], 0, 1)
+    flash = np.clip(img**0.6 * np.array([0.85, 0.95, 1.0], np.float32)[: img.shape[-1]], 0, 1)
     return noflash.astype(np.float32), flash.astype(np.float32), (0.5 * img * warm)

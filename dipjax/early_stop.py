@@ -9,6 +9,7 @@ window). When ``patience`` steps pass without a new minimum it fires: the fit ma
 (``halt``) or go on (``mark``); either way the remembered output and iteration stay those of
 the detection.
 """
+
 from __future__ import annotations
 
 import jax
@@ -22,13 +23,15 @@ def init(window: int, out_shape) -> dict:
     ``window`` outputs, the best (lowest) variance so far, the iteration that ended its window
     (1-based; 0 = none yet), the output there, steps since the best, whether it fired and
     when."""
-    return {"buf": jnp.zeros((window,) + tuple(out_shape), jnp.float32),
-            "best_var": jnp.full((), jnp.inf, jnp.float32),
-            "best_iter": jnp.zeros((), jnp.int32),
-            "best_out": jnp.zeros(tuple(out_shape), jnp.float32),
-            "since": jnp.zeros((), jnp.int32),
-            "fired": jnp.zeros((), bool),
-            "fired_at": jnp.zeros((), jnp.int32)}
+    return {
+        "buf": jnp.zeros((window,) + tuple(out_shape), jnp.float32),
+        "best_var": jnp.full((), jnp.inf, jnp.float32),
+        "best_iter": jnp.zeros((), jnp.int32),
+        "best_out": jnp.zeros(tuple(out_shape), jnp.float32),
+        "since": jnp.zeros((), jnp.int32),
+        "fired": jnp.zeros((), bool),
+        "fired_at": jnp.zeros((), jnp.int32),
+    }
 
 
 def update(es: dict, out: jax.Array, it: jax.Array, patience: int):
@@ -46,11 +49,13 @@ def update(es: dict, out: jax.Array, it: jax.Array, patience: int):
     better = live & full & (var < es["best_var"])
     since = jnp.where(better, 0, es["since"] + (live & full).astype(jnp.int32))
     fire = live & (since >= patience) & (es["best_iter"] > 0)
-    new = {"buf": buf,
-           "best_var": jnp.where(better, var, es["best_var"]),
-           "best_iter": jnp.where(better, it, es["best_iter"]),
-           "best_out": jnp.where(better, out.astype(jnp.float32), es["best_out"]),
-           "since": since,
-           "fired": es["fired"] | fire,
-           "fired_at": jnp.where(fire, it, es["fired_at"])}
+    new = {
+        "buf": buf,
+        "best_var": jnp.where(better, var, es["best_var"]),
+        "best_iter": jnp.where(better, it, es["best_iter"]),
+        "best_out": jnp.where(better, out.astype(jnp.float32), es["best_out"]),
+        "since": since,
+        "fired": es["fired"] | fire,
+        "fired_at": jnp.where(fire, it, es["fired_at"]),
+    }
     return new, var

@@ -9,6 +9,7 @@ metrics (one transfer per chunk), so the device does not wait for the host. Wher
 dispatch depends on the previous chunk (``early_stop='halt'``) or the state must be saved
 (checkpoints), the loop waits first; results do not depend on the pipelining.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,15 +68,26 @@ class _Stop:
 MAX_SEED = 2**31 - 1
 
 
-def check_run_args(*, seed: int = 0, seeds: int = 1, chunk: int = 0, save_every: int = 0,
-                   checkpoint_every: int = 0, max_batch: int = 0) -> None:
+def check_run_args(
+    *,
+    seed: int = 0,
+    seeds: int = 1,
+    chunk: int = 0,
+    save_every: int = 0,
+    checkpoint_every: int = 0,
+    max_batch: int = 0,
+) -> None:
     """Refuse run settings out of range (ParameterError naming the parameter)."""
     from dipjax.presets import ParameterError
 
-    for name, value, low in (("seed", seed, 0), ("seeds", seeds, 1), ("chunk", chunk, 0),
-                             ("save_every", save_every, 0),
-                             ("checkpoint_every", checkpoint_every, 0),
-                             ("max_batch", max_batch, 0)):
+    for name, value, low in (
+        ("seed", seed, 0),
+        ("seeds", seeds, 1),
+        ("chunk", chunk, 0),
+        ("save_every", save_every, 0),
+        ("checkpoint_every", checkpoint_every, 0),
+        ("max_batch", max_batch, 0),
+    ):
         if not isinstance(value, (int, np.integer)) or value < low:
             raise ParameterError(name, value, f"must be an integer >= {low}")
     if seed + seeds - 1 > MAX_SEED:
@@ -87,12 +99,25 @@ def fit_problem(problem, preset, seed: int = 0, **kw) -> FitResult:
     return run([problem], preset, [seed], **kw).fits[0]
 
 
-def run(problems: Sequence, preset, seeds: Sequence[int] = (0,), *, strategy: str = "auto",
-        chunk: int = 0, max_batch: int = 0, devices=None, save_every: int = 0,
-        checkpoint_every: int = 0, checkpointer=None, on_chunk: Optional[Callable] = None,
-        on_fit: Optional[Callable] = None, say: Optional[Callable] = None,
-        handle_signals: bool = False, timing: Optional[Timing] = None,
-        pipeline: bool = True) -> RunResult:
+def run(
+    problems: Sequence,
+    preset,
+    seeds: Sequence[int] = (0,),
+    *,
+    strategy: str = "auto",
+    chunk: int = 0,
+    max_batch: int = 0,
+    devices=None,
+    save_every: int = 0,
+    checkpoint_every: int = 0,
+    checkpointer=None,
+    on_chunk: Optional[Callable] = None,
+    on_fit: Optional[Callable] = None,
+    say: Optional[Callable] = None,
+    handle_signals: bool = False,
+    timing: Optional[Timing] = None,
+    pipeline: bool = True,
+) -> RunResult:
     """Fit every problem once per seed with ``preset``.
 
     ``strategy``: 'auto' | 'vmap' | 'sequential' | 'measure' (``dipjax.plan``); ``max_batch``:
@@ -110,8 +135,9 @@ def run(problems: Sequence, preset, seeds: Sequence[int] = (0,), *, strategy: st
     """
     for s in seeds:
         check_run_args(seed=s)
-    check_run_args(chunk=chunk, save_every=save_every, checkpoint_every=checkpoint_every,
-                   max_batch=max_batch)
+    check_run_args(
+        chunk=chunk, save_every=save_every, checkpoint_every=checkpoint_every, max_batch=max_batch
+    )
     timing = timing or Timing()
     chunk = max(1, min(chunk or default_chunk(), preset.iters))
     fits = [(i, s) for i in range(len(problems)) for s in seeds]
@@ -128,8 +154,16 @@ def run(problems: Sequence, preset, seeds: Sequence[int] = (0,), *, strategy: st
     todo = [f for f in fits if f not in results and not (current and f in current["fits"])]
     with timing("prepare"):
         groups, batches, chosen, notes = planning.plan(
-            problems, preset, todo, strategy, max_batch=max_batch, devices=devices,
-            chunk=chunk, caches=caches, say=say)
+            problems,
+            preset,
+            todo,
+            strategy,
+            max_batch=max_batch,
+            devices=devices,
+            chunk=chunk,
+            caches=caches,
+            say=say,
+        )
     if current:
         g = next(k for k, grp in enumerate(groups) if current["fits"][0][0] in grp)
         batches.insert(0, planning.Batch(g, current["fits"], current["stacked"]))
@@ -140,17 +174,28 @@ def run(problems: Sequence, preset, seeds: Sequence[int] = (0,), *, strategy: st
             if stop.flag:
                 break
             with timing("prepare"):
-                su = build.setup(problems, preset, batch.fits, stack=batch.stack,
-                                 devices=devices)
+                su = build.setup(problems, preset, batch.fits, stack=batch.stack, devices=devices)
             histories = [[] for _ in batch.fits]
             if current and b == 0:
                 with timing("checkpoint"):
                     su.state = checkpointer.restore(su.state)
                 histories = [list(h) for h in current["histories"]]
-            loop = _BatchLoop(su, preset, chunk, save_every, checkpoint_every, checkpointer,
-                              timing, caches.setdefault(batch.group, {}), stop, pipeline,
-                              lambda done, rows: on_chunk and on_chunk(Progress(
-                                  b + 1, len(batches), done, preset.iters, su.fits, rows)))
+            loop = _BatchLoop(
+                su,
+                preset,
+                chunk,
+                save_every,
+                checkpoint_every,
+                checkpointer,
+                timing,
+                caches.setdefault(batch.group, {}),
+                stop,
+                pipeline,
+                lambda done, rows: (
+                    on_chunk
+                    and on_chunk(Progress(b + 1, len(batches), done, preset.iters, su.fits, rows))
+                ),
+            )
             for r in loop.run(problems, histories):
                 results[r.key] = r
                 if checkpointer is not None and not r.interrupted:
@@ -165,13 +210,23 @@ def run(problems: Sequence, preset, seeds: Sequence[int] = (0,), *, strategy: st
             with timing("checkpoint"):
                 checkpointer.wait()
     ordered = [results[f] for f in fits if f in results]
-    used = "+".join(sorted(set(chosen))) if len(set(chosen)) > 1 else (
-        chosen[0] if chosen else planning.resolve_strategy(strategy))
+    used = (
+        "+".join(sorted(set(chosen)))
+        if len(set(chosen)) > 1
+        else (chosen[0] if chosen else planning.resolve_strategy(strategy))
+    )
     n_dev = len(devices if devices is not None else jax.local_devices())
-    return RunResult(ordered, used, groups, _batch_sizes(batches, len(groups)),
-                     n_dev if "vmap" in chosen else 1, notes, timing.parts,
-                     len(ordered) < len(fits) or any(r.interrupted for r in ordered),
-                     statistics.median(per_step) if per_step else float("nan"))
+    return RunResult(
+        ordered,
+        used,
+        groups,
+        _batch_sizes(batches, len(groups)),
+        n_dev if "vmap" in chosen else 1,
+        notes,
+        timing.parts,
+        len(ordered) < len(fits) or any(r.interrupted for r in ordered),
+        statistics.median(per_step) if per_step else float("nan"),
+    )
 
 
 def _batch_sizes(batches, n_groups: int) -> list:
@@ -184,8 +239,20 @@ def _batch_sizes(batches, n_groups: int) -> list:
 class _BatchLoop:
     """The chunk loop of one batch of fits (a Setup)."""
 
-    def __init__(self, su, preset, chunk, save_every, checkpoint_every, checkpointer, timing,
-                 cache, stop, pipeline, notify):
+    def __init__(
+        self,
+        su,
+        preset,
+        chunk,
+        save_every,
+        checkpoint_every,
+        checkpointer,
+        timing,
+        cache,
+        stop,
+        pipeline,
+        notify,
+    ):
         self.su, self.preset, self.chunk, self.pipeline = su, preset, chunk, pipeline
         self.save_every, self.checkpoint_every = save_every, checkpoint_every
         self.ckpt, self.timing, self.cache, self.stop = checkpointer, timing, cache, stop
@@ -205,9 +272,10 @@ class _BatchLoop:
             cols = {key: np.asarray(v).reshape(n, -1)[:, :k] for key, v in m.items()}
             rows = {}
             for j, fit in enumerate(self.su.fits):
-                rows[fit] = [{"iter": done - n + i + 1,
-                              **{key: _scalar(v[i, j]) for key, v in cols.items()}}
-                             for i in range(n)]
+                rows[fit] = [
+                    {"iter": done - n + i + 1, **{key: _scalar(v[i, j]) for key, v in cols.items()}}
+                    for i in range(n)
+                ]
                 histories[j].extend(rows[fit])
             if self.notify(done, rows):
                 self.stop.flag = True
@@ -225,9 +293,9 @@ class _BatchLoop:
                 done += n
                 continue
             with self.timing("compile"):
-                runner, seconds = compiled_chunk(su.step, n, state, su.batch,
-                                                 batch_axes=su.axes, mesh=su.mesh,
-                                                 cache=self.cache)
+                runner, seconds = compiled_chunk(
+                    su.step, n, state, su.batch, batch_axes=su.axes, mesh=su.mesh, cache=self.cache
+                )
             self.compile_s += seconds
             if seconds:  # a chunk that finished while this compiled must not be charged for it
                 self._last_ready = time.perf_counter()
@@ -241,8 +309,12 @@ class _BatchLoop:
             if pending is not None:
                 self._process(pending, histories)
             pending = (m, done, n, t_dispatch)
-            save = (self.ckpt is not None and self.checkpoint_every
-                    and done % self.checkpoint_every == 0 and done < iters)
+            save = (
+                self.ckpt is not None
+                and self.checkpoint_every
+                and done % self.checkpoint_every == 0
+                and done < iters
+            )
             if sync or save or self.stop.flag:
                 self._process(pending, histories)
                 pending = None
@@ -270,11 +342,23 @@ class _BatchLoop:
             snap_host = [(it, clip01(su.per_fit(img)[:, 0])) for it, img in snaps]
             for j, (i, s) in enumerate(su.fits):
                 es = early_stop_record({k: su.per_fit(v)[j] for k, v in es_all.items()})
-                got.append(FitResult(
-                    i, s, problems[i], self.preset, outs[j], avgs[j], histories[j],
-                    final_metrics(problems[i], outs[j], avgs[j], es), es,
-                    {it: img[j] for it, img in snap_host}, interrupted, self.compile_s,
-                    self.step_s))
+                got.append(
+                    FitResult(
+                        i,
+                        s,
+                        problems[i],
+                        self.preset,
+                        outs[j],
+                        avgs[j],
+                        histories[j],
+                        final_metrics(problems[i], outs[j], avgs[j], es),
+                        es,
+                        {it: img[j] for it, img in snap_host},
+                        interrupted,
+                        self.compile_s,
+                        self.step_s,
+                    )
+                )
         return got
 
 
@@ -288,9 +372,18 @@ def _keep(checkpointer, r: FitResult) -> None:
     if r.early_stop is not None:
         arrays["output_es"] = r.early_stop["output"]
         es = {k: v for k, v in r.early_stop.items() if k != "output"}
-    checkpointer.finish(r.index, r.seed, arrays, {
-        "history": r.history, "early_stop": es, "compile_s": r.compile_s, "step_s": r.step_s,
-        "snapshots": sorted(r.snapshots)})
+    checkpointer.finish(
+        r.index,
+        r.seed,
+        arrays,
+        {
+            "history": r.history,
+            "early_stop": es,
+            "compile_s": r.compile_s,
+            "step_s": r.step_s,
+            "snapshots": sorted(r.snapshots),
+        },
+    )
 
 
 def _loaded(problems, preset, key, arrays, record) -> FitResult:
@@ -299,6 +392,18 @@ def _loaded(problems, preset, key, arrays, record) -> FitResult:
     if es is not None:
         es = dict(es, output=arrays["output_es"])
     final = final_metrics(problems[i], arrays["output"], arrays["output_avg"], es)
-    return FitResult(i, s, problems[i], preset, arrays["output"], arrays["output_avg"],
-                     record["history"], final, es, {}, False, record["compile_s"],
-                     record["step_s"])
+    return FitResult(
+        i,
+        s,
+        problems[i],
+        preset,
+        arrays["output"],
+        arrays["output_avg"],
+        record["history"],
+        final,
+        es,
+        {},
+        False,
+        record["compile_s"],
+        record["step_s"],
+    )

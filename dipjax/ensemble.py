@@ -1,9 +1,10 @@
 """Seed ensembles: the mean of K fits of one problem and its per-pixel spread.
 
-    run = dipjax.run([problem], preset, seeds=[0, 1, 2, 3])
-    stats = ensemble_stats(run.fits)
-    stats["mean"], stats["std"]      # (H, W, C)
+run = dipjax.run([problem], preset, seeds=[0, 1, 2, 3])
+stats = ensemble_stats(run.fits)
+stats["mean"], stats["std"]      # (H, W, C)
 """
+
 from __future__ import annotations
 
 from typing import Sequence

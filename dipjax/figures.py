@@ -1,4 +1,5 @@
 """The pictures a run writes: the comparison panel and the loss/PSNR curves (PNG bytes)."""
+
 from __future__ import annotations
 
 import io as _io
@@ -18,8 +19,9 @@ def _figure_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def comparison_figure(p, result: np.ndarray, label: str = "dipjax (average)",
-                      es: Optional[dict] = None) -> bytes:
+def comparison_figure(
+    p, result: np.ndarray, label: str = "dipjax (average)", es: Optional[dict] = None
+) -> bytes:
     """Input, ``result`` (H, W, C) in [0, 1], the early-stopping output and the ground truth
     side by side, with PSNRs where the ground truth is known; PNG bytes."""
     import matplotlib
@@ -57,8 +59,11 @@ def curves_figure(history: list) -> bytes:
     a.semilogy(it, [h["loss"] for h in history])
     a.set_xlabel("iteration")
     a.set_ylabel("loss")
-    for key, label in (("psnr_fit", "fit (vs. measurement)"), ("psnr_gt", "vs. ground truth"),
-                       ("psnr_gt_avg", "average vs. ground truth")):
+    for key, label in (
+        ("psnr_fit", "fit (vs. measurement)"),
+        ("psnr_gt", "vs. ground truth"),
+        ("psnr_gt_avg", "average vs. ground truth"),
+    ):
         if history and key in history[0]:
             b.plot(it, [h[key] for h in history], label=label)
     b.set_xlabel("iteration")

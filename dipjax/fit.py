@@ -5,6 +5,7 @@ Parsing and wiring only: flags become a preset (``dipjax.presets``) and problems
 run folder. Errors in the user's input end with one line on stderr and status 2; an interrupted
 run saves a checkpoint and ends with status 130.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,14 +18,38 @@ from dipjax.io import InputError
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 MAX_SEEDS, WARN_SEEDS = 1024, 64
 # Preset fields a flag of the same name overrides.
-PRESET_FLAGS = ("iters", "lr", "reg_noise_std", "init_style", "scale", "sigma", "noise",
-                "density", "quality", "mask_kind", "keep", "blur", "tv_weight", "early_stop",
-                "es_window", "es_patience")
+PRESET_FLAGS = (
+    "iters",
+    "lr",
+    "reg_noise_std",
+    "init_style",
+    "scale",
+    "sigma",
+    "noise",
+    "density",
+    "quality",
+    "mask_kind",
+    "keep",
+    "blur",
+    "tv_weight",
+    "early_stop",
+    "es_window",
+    "es_patience",
+)
 # Flags that only some tasks read.
-TASK_FLAGS = {"scale": ("superres",), "sigma": ("denoise", "deblur"), "noise": ("denoise",),
-              "density": ("denoise",), "quality": ("denoise",), "mask": ("inpaint", "restore"),
-              "mask_kind": ("inpaint", "restore"), "keep": ("inpaint", "restore"),
-              "flash": ("flash-no-flash",), "blur": ("deblur",), "kernel": ("deblur",)}
+TASK_FLAGS = {
+    "scale": ("superres",),
+    "sigma": ("denoise", "deblur"),
+    "noise": ("denoise",),
+    "density": ("denoise",),
+    "quality": ("denoise",),
+    "mask": ("inpaint", "restore"),
+    "mask_kind": ("inpaint", "restore"),
+    "keep": ("inpaint", "restore"),
+    "flash": ("flash-no-flash",),
+    "blur": ("deblur",),
+    "kernel": ("deblur",),
+}
 
 
 def main(argv=None) -> int:
@@ -53,15 +78,21 @@ def main(argv=None) -> int:
         return EXIT_INTERRUPTED
     except OSError as e:
         where = f" ({e.filename})" if e.filename else ""
-        print(f"dipjax: error: {e.strerror or e}{where}; the run stopped, its checkpoint (if "
-              f"any) is kept", file=sys.stderr)
+        print(
+            f"dipjax: error: {e.strerror or e}{where}; the run stopped, its checkpoint (if "
+            f"any) is kept",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     except Exception as e:  # noqa: BLE001 - one line instead of a JAX traceback
         if os.environ.get("DIPJAX_DEBUG"):
             raise
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"dipjax: error: internal error ({type(e).__name__}: {first}); rerun with "
-              f"DIPJAX_DEBUG=1 for the traceback", file=sys.stderr)
+        print(
+            f"dipjax: error: internal error ({type(e).__name__}: {first}); rerun with "
+            f"DIPJAX_DEBUG=1 for the traceback",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     finally:
         sys.modules.get("dipjax.runfolder") and sys.modules["dipjax.runfolder"].release()
@@ -73,8 +104,13 @@ def cache_command(args) -> bool:
 
     from dipjax import compile_cache
 
-    folder = None if args.no_compile_cache else (
-        pathlib.Path(args.compile_cache) if args.compile_cache else compile_cache.default_dir())
+    folder = (
+        None
+        if args.no_compile_cache
+        else (
+            pathlib.Path(args.compile_cache) if args.compile_cache else compile_cache.default_dir()
+        )
+    )
     if args.cache_info or args.clear_cache:
         if folder is None:
             print("compile cache: off")
@@ -88,8 +124,9 @@ def cache_command(args) -> bool:
         try:
             compile_cache.enable(folder)
         except OSError as e:
-            raise InputError(f"--compile-cache {folder}: cannot use it ({e.strerror or e})") \
-                from None
+            raise InputError(
+                f"--compile-cache {folder}: cannot use it ({e.strerror or e})"
+            ) from None
     return False
 
 
@@ -111,13 +148,18 @@ def resolve_preset(args, accelerator: bool):
         p = get_preset(args.preset, args.task)
     elif args.task:
         big = args.task == "superres" and args.scale == 8
-        name = "superres-x8" if big and accelerator else (
-            PAPER_DEFAULT if accelerator else FAST_DEFAULT)[args.task]
+        name = (
+            "superres-x8"
+            if big and accelerator
+            else (PAPER_DEFAULT if accelerator else FAST_DEFAULT)[args.task]
+        )
         p = get_preset(name)
         if not accelerator:
             iters = args.iters or p.iters
-            note = (f"no accelerator found: running the CPU preset '{name}' ({iters} iters); "
-                    f"for the paper's recipe add --preset {PAPER_DEFAULT[args.task]}")
+            note = (
+                f"no accelerator found: running the CPU preset '{name}' ({iters} iters); "
+                f"for the paper's recipe add --preset {PAPER_DEFAULT[args.task]}"
+            )
     else:
         raise InputError("give --task (one of " + ", ".join(tasks.TASKS) + ") or --preset")
     if args.blur is not None and args.kernel is not None:
@@ -141,40 +183,58 @@ def run(args, timing) -> int:
     resume = args.resume
     if resume:
         record = runfolder.read_record(resume)
-        args = argparse.Namespace(**{**vars(args), **{k: record.get(k) for k in
-                                                      runfolder.RUN_FLAGS}})
+        args = argparse.Namespace(
+            **{**vars(args), **{k: record.get(k) for k in runfolder.RUN_FLAGS}}
+        )
     if args.distributed:
         init_distributed(args)
     say = lambda line: print(f"dipjax: {line}", file=sys.stderr)
     with timing("prepare"):
         accelerator = jax.default_backend() != "cpu"
         preset, note = resolve_preset(args, accelerator)
-        engine.check_run_args(seed=args.seed, seeds=args.seeds, chunk=args.chunk,
-                              save_every=args.save_every,
-                              checkpoint_every=args.checkpoint_every, max_batch=args.max_batch)
+        engine.check_run_args(
+            seed=args.seed,
+            seeds=args.seeds,
+            chunk=args.chunk,
+            save_every=args.save_every,
+            checkpoint_every=args.checkpoint_every,
+            max_batch=args.max_batch,
+        )
         if args.seeds > MAX_SEEDS:
-            raise InputError(f"--seeds {args.seeds}: at most {MAX_SEEDS} (each seed is a whole "
-                             f"fit with its own output folder)")
+            raise InputError(
+                f"--seeds {args.seeds}: at most {MAX_SEEDS} (each seed is a whole "
+                f"fit with its own output folder)"
+            )
         paths, several = runfolder.expand_images(args.image)
         if (several or args.distributed) and (args.gt or args.flash):
-            raise InputError("--gt and --flash name one file; with several images use "
-                             "--degrade (each image is its own ground truth) or neither")
+            raise InputError(
+                "--gt and --flash name one file; with several images use "
+                "--degrade (each image is its own ground truth) or neither"
+            )
         pid, nproc = jax.process_index(), jax.process_count()
         mine = list(range(pid, len(paths), nproc))
         problems, warned = sources.load_problems(
-            preset, [paths[k] for k in mine], degrade=args.degrade, seed=args.seed,
-            mask=args.mask, gt=args.gt, flash=args.flash, kernel=args.kernel)
+            preset,
+            [paths[k] for k in mine],
+            degrade=args.degrade,
+            seed=args.seed,
+            mask=args.mask,
+            gt=args.gt,
+            flash=args.flash,
+            kernel=args.kernel,
+        )
         if resume:
             out, run_id = runfolder.pathlib.Path(resume), record.get("run_id")
             runfolder.lock(out)
         else:
             out = runfolder.prepare_out(args.out, args.overwrite, shared=args.distributed)
             run_id = runfolder.write_record(out, args) if pid == 0 else "distributed"
-        ckpt = Checkpointer(out, run_id,
-                            f"checkpoint.process{pid}" if nproc > 1 else "checkpoint")
+        ckpt = Checkpointer(out, run_id, f"checkpoint.process{pid}" if nproc > 1 else "checkpoint")
         if resume and not ckpt.exists():
-            raise InputError(f"--resume {resume}: no checkpoint there (the run finished or "
-                             f"never got to its first step)")
+            raise InputError(
+                f"--resume {resume}: no checkpoint there (the run finished or "
+                f"never got to its first step)"
+            )
     for line in warned:
         say(f"warning: {line}")
     for line in ([note] if note else []) + [n for p in problems for n in p.notes]:
@@ -182,18 +242,31 @@ def run(args, timing) -> int:
     if nproc > 1:
         say(f"process {pid} of {nproc}: {len(mine)} of {len(paths)} images")
     if len(problems) * args.seeds > WARN_SEEDS:
-        say(f"warning: {len(problems) * args.seeds} fits of {preset.iters} iterations each: "
-            f"this takes about {len(problems) * args.seeds} times as long as one fit")
+        say(
+            f"warning: {len(problems) * args.seeds} fits of {preset.iters} iterations each: "
+            f"this takes about {len(problems) * args.seeds} times as long as one fit"
+        )
     seeds = list(range(args.seed, args.seed + args.seeds))
     names = runfolder.unique_names(paths)
-    writer = RunWriter(out, problems, [names[k] for k in mine], [paths[k] for k in mine],
-                       seeds, {"task": preset.task, "preset": preset.name,
-                               "hyperparameters": hyperparameters(preset), "run_id": run_id,
-                               "process": pid, "processes": nproc,
-                               "inputs": {k: getattr(args, k) for k in
-                                          ("image", "mask", "gt", "flash", "kernel",
-                                           "degrade")}},
-                       nested=several or args.distributed)
+    writer = RunWriter(
+        out,
+        problems,
+        [names[k] for k in mine],
+        [paths[k] for k in mine],
+        seeds,
+        {
+            "task": preset.task,
+            "preset": preset.name,
+            "hyperparameters": hyperparameters(preset),
+            "run_id": run_id,
+            "process": pid,
+            "processes": nproc,
+            "inputs": {
+                k: getattr(args, k) for k in ("image", "mask", "gt", "flash", "kernel", "degrade")
+            },
+        },
+        nested=several or args.distributed,
+    )
     bar = ProgressBar(preset.iters, disable=args.quiet)
 
     def on_chunk(progress):  # timed as the engine's 'host' work
@@ -205,11 +278,22 @@ def run(args, timing) -> int:
             writer.on_fit(result)
 
     try:
-        result = engine.run(problems, preset, seeds, strategy=args.strategy, chunk=args.chunk,
-                            max_batch=args.max_batch, save_every=args.save_every,
-                            checkpoint_every=args.checkpoint_every, checkpointer=ckpt,
-                            on_chunk=on_chunk, on_fit=on_fit, say=say, handle_signals=True,
-                            timing=timing)
+        result = engine.run(
+            problems,
+            preset,
+            seeds,
+            strategy=args.strategy,
+            chunk=args.chunk,
+            max_batch=args.max_batch,
+            save_every=args.save_every,
+            checkpoint_every=args.checkpoint_every,
+            checkpointer=ckpt,
+            on_chunk=on_chunk,
+            on_fit=on_fit,
+            say=say,
+            handle_signals=True,
+            timing=timing,
+        )
     finally:
         bar.close()
     with timing("outputs"):
@@ -222,14 +306,20 @@ def run(args, timing) -> int:
         if not result.interrupted:
             ckpt.remove()
     if result.interrupted:
-        print(f"dipjax: interrupted; outputs so far and a checkpoint are in {out}/; continue "
-              f"with: python -m dipjax.fit --resume {out}", file=sys.stderr)
+        print(
+            f"dipjax: interrupted; outputs so far and a checkpoint are in {out}/; continue "
+            f"with: python -m dipjax.fit --resume {out}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     lost = [f for f in result.fits if f.diverged]
     if lost:
-        print(f"dipjax: error: {len(lost)} of {len(result.fits)} fits diverged beyond recovery "
-              f"(the loss stayed NaN/Inf although the learning rate was halved); their outputs "
-              f"are not results: lower --lr", file=sys.stderr)
+        print(
+            f"dipjax: error: {len(lost)} of {len(result.fits)} fits diverged beyond recovery "
+            f"(the loss stayed NaN/Inf although the learning rate was halved); their outputs "
+            f"are not results: lower --lr",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     from dipjax.progress import final_lines
 
@@ -243,14 +333,19 @@ def init_distributed(args) -> None:
     environment JAX understands, e.g. SLURM)."""
     import jax
 
-    kw = {k: v for k, v in (("coordinator_address", args.coordinator),
-                            ("num_processes", args.num_processes),
-                            ("process_id", args.process_id)) if v is not None}
+    kw = {
+        k: v
+        for k, v in (
+            ("coordinator_address", args.coordinator),
+            ("num_processes", args.num_processes),
+            ("process_id", args.process_id),
+        )
+        if v is not None
+    }
     try:
         jax.distributed.initialize(**kw)
     except (RuntimeError, ValueError) as e:
-        raise InputError(f"--distributed: cannot join the run ({str(e).splitlines()[0]})") \
-            from None
+        raise InputError(f"--distributed: cannot join the run ({str(e).splitlines()[0]})") from None
 
 
 if __name__ == "__main__":

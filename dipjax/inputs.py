@@ -2,6 +2,7 @@
 
 All inputs are NHWC float32 arrays of shape (1, H, W, depth), driven by explicit PRNG keys.
 """
+
 from __future__ import annotations
 
 import jax
@@ -11,8 +12,9 @@ import numpy as np
 INPUT_KINDS = ("noise", "meshgrid")
 
 
-def noise_input(key: jax.Array, depth: int, size: tuple[int, int], noise_type: str = "u",
-                var: float = 0.1) -> jax.Array:
+def noise_input(
+    key: jax.Array, depth: int, size: tuple[int, int], noise_type: str = "u", var: float = 0.1
+) -> jax.Array:
     """``get_noise(depth, 'noise', size, noise_type, var)``: U[0, 1) * var ('u', mean var/2, not
     centred) or N(0, 1) * var ('n'). Shape (1, H, W, depth)."""
     shape = (1, size[0], size[1], depth)
@@ -31,8 +33,14 @@ def meshgrid_input(size: tuple[int, int]) -> jax.Array:
     return jnp.asarray(np.stack([x, y], axis=-1)[None], jnp.float32)
 
 
-def make_input(key: jax.Array, kind: str, depth: int, size: tuple[int, int],
-               noise_type: str = "u", var: float = 0.1) -> jax.Array:
+def make_input(
+    key: jax.Array,
+    kind: str,
+    depth: int,
+    size: tuple[int, int],
+    noise_type: str = "u",
+    var: float = 0.1,
+) -> jax.Array:
     """Dispatch on ``kind`` in ``INPUT_KINDS`` (meshgrid requires depth 2)."""
     if kind == "noise":
         return noise_input(key, depth, size, noise_type, var)

@@ -2,6 +2,7 @@
 
 Images in memory are float32 (H, W, C) arrays in [0, 1], C = 1 (grey) or 3 (RGB).
 """
+
 from __future__ import annotations
 
 import os
@@ -44,8 +45,9 @@ def max_pixels() -> int:
     try:
         return int(os.environ.get(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS))
     except ValueError:
-        raise InputError(f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: not a whole "
-                         f"number") from None
+        raise InputError(
+            f"{MAX_PIXELS_ENV}={os.environ[MAX_PIXELS_ENV]!r}: not a whole number"
+        ) from None
 
 
 def load_image(path) -> np.ndarray:
@@ -63,25 +65,32 @@ def load_image(path) -> np.ndarray:
         with Image.open(path) as img:
             w, h = img.size
             if w * h > limit:
-                raise InputError(f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the "
-                                 f"limit of {limit / 1e6:.0f}; downscale it, or raise the limit "
-                                 f"with {MAX_PIXELS_ENV}")
+                raise InputError(
+                    f"{path}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the "
+                    f"limit of {limit / 1e6:.0f}; downscale it, or raise the limit "
+                    f"with {MAX_PIXELS_ENV}"
+                )
             if getattr(img, "n_frames", 1) > 1:
                 warnings.warn(f"{path}: {img.n_frames} frames; the first is used", stacklevel=2)
             img.load()
             orientation = img.getexif().get(0x0112, 1)
             if orientation not in (0, 1):
                 img = ImageOps.exif_transpose(img)
-                warnings.warn(f"{path}: turned upright as its EXIF orientation ({orientation}) "
-                              f"says", stacklevel=2)
+                warnings.warn(
+                    f"{path}: turned upright as its EXIF orientation ({orientation}) says",
+                    stacklevel=2,
+                )
             return _to_array(img, path)
     except InputError:
         raise
     except Image.DecompressionBombError as e:
         raise InputError(f"{path}: refused as too large ({e})") from None
     except UnidentifiedImageError:
-        hint = (" (HEIC/HEIF is not supported: convert it to JPEG or PNG)"
-                if path.suffix.lower() in (".heic", ".heif") else "")
+        hint = (
+            " (HEIC/HEIF is not supported: convert it to JPEG or PNG)"
+            if path.suffix.lower() in (".heic", ".heif")
+            else ""
+        )
         raise InputError(f"{path}: not an image (unrecognised format){hint}") from None
     except PermissionError:
         raise InputError(f"{path}: cannot be read (permission denied)") from None
@@ -131,7 +140,7 @@ def crop_to_multiple(img: np.ndarray, d: int) -> np.ndarray:
     h, w = img.shape[:2]
     nh, nw = h - h % d, w - w % d
     top, left = int((h - nh) / 2), int((w - nw) / 2)
-    return img[top: top + nh, left: left + nw]
+    return img[top : top + nh, left : left + nw]
 
 
 def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -139,7 +148,7 @@ def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     sh, sw = min(size, h), min(size, w)
     top, left = (h - sh) // 2, (w - sw) // 2
-    return img[top: top + sh, left: left + sw]
+    return img[top : top + sh, left : left + sw]
 
 
 def sr_pair(img: np.ndarray, factor: int, multiple: int = 32) -> tuple[np.ndarray, np.ndarray]:

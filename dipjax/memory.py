@@ -5,6 +5,7 @@ compute) times ``ACTIVATION_FACTOR`` (kept for the backward pass, their gradient
 plus the parameters times ``PARAM_COPIES`` (weights, gradients, two Adam moments, the saved copy
 for backtracking and its moments).
 """
+
 from __future__ import annotations
 
 import functools
@@ -69,9 +70,11 @@ def check(net, z_shape, hw, preset_name: str, n_fits: int = 1, extra_bytes: int 
     have = device_bytes()
     if need > have:
         h, w = largest_side(need, have, hw)
-        raise InputError(f"image size {hw[1]}x{hw[0]}: preset {preset_name} needs about "
-                         f"{need / 2**30:.1f} GiB, the device has {have / 2**30:.1f} GiB; "
-                         f"downscale or crop to about {w}x{h} or smaller")
+        raise InputError(
+            f"image size {hw[1]}x{hw[0]}: preset {preset_name} needs about "
+            f"{need / 2**30:.1f} GiB, the device has {have / 2**30:.1f} GiB; "
+            f"downscale or crop to about {w}x{h} or smaller"
+        )
 
 
 def fits_at_once(net, z_shape, problem, preset, n_devices: int) -> int:

@@ -1,4 +1,5 @@
 """Image quality measures, dynamic range 1 (images in [0, 1])."""
+
 from __future__ import annotations
 
 import dm_pix as pix

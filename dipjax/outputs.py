@@ -9,6 +9,7 @@ folder holds summary.json (the settings and, as lists, its images and fits), met
 metrics.json (one row per fit, and a ``mean`` row per image with several seeds). Every file is
 written atomically.
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,21 @@ from dipjax.figures import comparison_figure, curves_figure
 from dipjax.io import atomic_write_bytes, save_png
 
 PACKAGES = ("dipjax", "jax", "jaxlib", "flax", "optax", "numpy")
-COLUMNS = ("image", "path", "seed", "width", "height", "iters_done", "psnr_gt", "psnr_gt_avg",
-           "ssim", "psnr_baseline", "psnr_gt_es", "es_iter", "psnr_mean")
+COLUMNS = (
+    "image",
+    "path",
+    "seed",
+    "width",
+    "height",
+    "iters_done",
+    "psnr_gt",
+    "psnr_gt_avg",
+    "ssim",
+    "psnr_baseline",
+    "psnr_gt_es",
+    "es_iter",
+    "psnr_mean",
+)
 
 
 def json_bytes(obj) -> bytes:
@@ -54,8 +68,7 @@ class RunWriter:
     summary.json (preset, inputs, ...). ``nested``: one folder per image even for one image
     (a process's share of a distributed run)."""
 
-    def __init__(self, out, problems, names, paths, seeds, settings: dict,
-                 nested: bool = False):
+    def __init__(self, out, problems, names, paths, seeds, settings: dict, nested: bool = False):
         self.out, self.problems, self.names, self.paths = pathlib.Path(out), problems, names, paths
         self.nested = nested or len(problems) > 1
         self.seeds, self.settings = list(seeds), settings
@@ -97,8 +110,9 @@ class RunWriter:
             (folder / "snapshots").mkdir(exist_ok=True)
             for it, img in r.snapshots.items():
                 save_png(folder / "snapshots" / f"iter_{it:06d}.png", img)
-        atomic_write_bytes(folder / "metrics.jsonl",
-                           "".join(json.dumps(h) + "\n" for h in r.history).encode())
+        atomic_write_bytes(
+            folder / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in r.history).encode()
+        )
         atomic_write_bytes(folder / "curves.png", curves_figure(r.history))
         fits = [self.fits.get((r.index, s)) for s in self.seeds]
         if all(fits):
@@ -109,8 +123,10 @@ class RunWriter:
         if p.degraded is not None:
             save_png(folder / "degraded.png", p.degraded)
         if len(fits) == 1:
-            atomic_write_bytes(folder / "comparison.png", comparison_figure(
-                p, fits[0].output_avg, es=fits[0].early_stop))
+            atomic_write_bytes(
+                folder / "comparison.png",
+                comparison_figure(p, fits[0].output_avg, es=fits[0].early_stop),
+            )
             return
         stats = ensemble_stats(fits)
         save_png(folder / "mean.png", stats["mean"])
@@ -118,23 +134,36 @@ class RunWriter:
         buf = _io.BytesIO()
         np.save(buf, stats["std"].astype(np.float32))
         atomic_write_bytes(folder / "std.npy", buf.getvalue())
-        atomic_write_bytes(folder / "comparison.png", comparison_figure(
-            p, stats["mean"], f"mean of {len(fits)} seeds"))
+        atomic_write_bytes(
+            folder / "comparison.png",
+            comparison_figure(p, stats["mean"], f"mean of {len(fits)} seeds"),
+        )
 
     def rows(self) -> list:
         """One metrics row per fit written so far, and a ``mean`` row per ensemble."""
         rows = []
         for i, p in enumerate(self.problems):
             fits = [self.fits[(i, s)] for s in self.seeds if (i, s) in self.fits]
-            base = {"image": self.names[i], "path": self.paths[i], "width": p.out_hw[1],
-                    "height": p.out_hw[0]}
+            base = {
+                "image": self.names[i],
+                "path": self.paths[i],
+                "width": p.out_hw[1],
+                "height": p.out_hw[0],
+            }
             for f in fits:
-                rows.append(dict(base, seed=f.seed, iters_done=f.iters_done,
-                                 es_iter=f.early_stop["iter"] if f.early_stop else None,
-                                 **{k: f.final.get(k) for k in COLUMNS if k in f.final}))
+                rows.append(
+                    dict(
+                        base,
+                        seed=f.seed,
+                        iters_done=f.iters_done,
+                        es_iter=f.early_stop["iter"] if f.early_stop else None,
+                        **{k: f.final.get(k) for k in COLUMNS if k in f.final},
+                    )
+                )
             if len(fits) == len(self.seeds) > 1 and p.gt is not None:
-                rows.append(dict(base, seed="mean",
-                                 psnr_mean=ensemble_stats(fits)["final"]["psnr_mean"]))
+                rows.append(
+                    dict(base, seed="mean", psnr_mean=ensemble_stats(fits)["final"]["psnr_mean"])
+                )
         return rows
 
     def summary(self, run=None, timing=None, indices=None) -> dict:
@@ -144,28 +173,58 @@ class RunWriter:
         indices = range(len(self.problems)) if indices is None else indices
         images, fits = [], []
         for i in indices:
-            p, done = self.problems[i], [self.fits[(i, s)] for s in self.seeds
-                                         if (i, s) in self.fits]
-            ens = (ensemble_stats(done)["final"]
-                   if len(done) == len(self.seeds) > 1 else None)
-            images.append({"name": self.names[i], "path": self.paths[i], "notes": p.notes,
-                           "width": p.out_hw[1], "height": p.out_hw[0], "ensemble": ens})
-            fits += [{"image": self.names[i], "seed": f.seed, "iters_done": f.iters_done,
-                      "interrupted": f.interrupted, "final": f.final,
-                      "last": f.history[-1] if f.history else None,
-                      "early_stop": None if f.early_stop is None else
-                      {k: v for k, v in f.early_stop.items() if k != "output"},
-                      "compile_s": f.compile_s, "step_s": f.step_s} for f in done]
+            p, done = (
+                self.problems[i],
+                [self.fits[(i, s)] for s in self.seeds if (i, s) in self.fits],
+            )
+            ens = ensemble_stats(done)["final"] if len(done) == len(self.seeds) > 1 else None
+            images.append(
+                {
+                    "name": self.names[i],
+                    "path": self.paths[i],
+                    "notes": p.notes,
+                    "width": p.out_hw[1],
+                    "height": p.out_hw[0],
+                    "ensemble": ens,
+                }
+            )
+            fits += [
+                {
+                    "image": self.names[i],
+                    "seed": f.seed,
+                    "iters_done": f.iters_done,
+                    "interrupted": f.interrupted,
+                    "final": f.final,
+                    "last": f.history[-1] if f.history else None,
+                    "early_stop": None
+                    if f.early_stop is None
+                    else {k: v for k, v in f.early_stop.items() if k != "output"},
+                    "compile_s": f.compile_s,
+                    "step_s": f.step_s,
+                }
+                for f in done
+            ]
         dev = jax.local_devices()[0]
-        out = dict(self.settings, seeds=self.seeds, images=images, fits=fits,
-                   versions=_versions(), python=platform.python_version(),
-                   device={"platform": dev.platform, "kind": dev.device_kind,
-                           "count": jax.device_count()})
+        out = dict(
+            self.settings,
+            seeds=self.seeds,
+            images=images,
+            fits=fits,
+            versions=_versions(),
+            python=platform.python_version(),
+            device={"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()},
+        )
         if run is not None:
-            out.update(strategy=run.strategy, batches=run.batches, devices=run.devices,
-                       groups=[[self.names[i] for i in g] for g in run.groups],
-                       compile_s=run.compile_s, step_s=run.step_s, notes=run.notes,
-                       interrupted=run.interrupted)
+            out.update(
+                strategy=run.strategy,
+                batches=run.batches,
+                devices=run.devices,
+                groups=[[self.names[i] for i in g] for g in run.groups],
+                compile_s=run.compile_s,
+                step_s=run.step_s,
+                notes=run.notes,
+                interrupted=run.interrupted,
+            )
         if timing is not None:
             out["timing"] = timing
         return out
@@ -176,11 +235,12 @@ class RunWriter:
         if self.nested:
             for i in range(len(self.problems)):
                 if any((i, s) in self.fits for s in self.seeds):
-                    atomic_write_bytes(self.image_folder(i) / "summary.json",
-                                       json_bytes(self.summary(run, indices=[i])))
+                    atomic_write_bytes(
+                        self.image_folder(i) / "summary.json",
+                        json_bytes(self.summary(run, indices=[i])),
+                    )
         write_table(self.out, self.rows(), "metrics" + part)
-        atomic_write_bytes(self.out / f"summary{part}.json",
-                           json_bytes(self.summary(run, timing)))
+        atomic_write_bytes(self.out / f"summary{part}.json", json_bytes(self.summary(run, timing)))
 
 
 def write_table(out: pathlib.Path, rows: list, stem: str = "metrics") -> None:

@@ -6,6 +6,7 @@ large as the memory estimate (or ``max_batch``) allows; ``sequential`` runs them
 another on one compiled step; ``measure`` times one chunk of each on the group's first batch and
 keeps the faster per fit-iteration.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,16 @@ def resolve_strategy(strategy: str) -> str:
 def group_key(problem) -> tuple:
     """Problems with equal keys can share one compiled step."""
     shape = lambda a: None if a is None else tuple(np.shape(a))
-    return (problem.task, problem.measure, shape(problem.target), tuple(problem.out_hw),
-            shape(problem.mask), shape(problem.gt), shape(problem.net_image), problem.channels)
+    return (
+        problem.task,
+        problem.measure,
+        shape(problem.target),
+        tuple(problem.out_hw),
+        shape(problem.mask),
+        shape(problem.gt),
+        shape(problem.net_image),
+        problem.channels,
+    )
 
 
 def group_problems(problems: Sequence) -> list:
@@ -58,9 +67,18 @@ def group_problems(problems: Sequence) -> list:
     return list(groups.values())
 
 
-def plan(problems, preset, fits: Sequence[tuple], strategy: str, *, max_batch: int = 0,
-         devices=None, chunk: int = 0, caches: Optional[dict] = None,
-         say: Optional[Callable] = None):
+def plan(
+    problems,
+    preset,
+    fits: Sequence[tuple],
+    strategy: str,
+    *,
+    max_batch: int = 0,
+    devices=None,
+    chunk: int = 0,
+    caches: Optional[dict] = None,
+    say: Optional[Callable] = None,
+):
     """Batches for ``fits`` ((problem index, seed) pairs, in run order). Returns (groups,
     batches, chosen strategy per group, notes); ``caches`` (group index -> compiled chunks)
     keeps what ``measure`` compiled for the real run."""
@@ -74,9 +92,20 @@ def plan(problems, preset, fits: Sequence[tuple], strategy: str, *, max_batch: i
         todo = [f for f in fits if f[0] in group]
         how = strategy
         if how == "measure":
-            how = "sequential" if len(todo) <= 1 else _measure(
-                problems, preset, todo, max_batch, chunk, devices, caches.setdefault(g, {}),
-                note)
+            how = (
+                "sequential"
+                if len(todo) <= 1
+                else _measure(
+                    problems,
+                    preset,
+                    todo,
+                    max_batch,
+                    chunk,
+                    devices,
+                    caches.setdefault(g, {}),
+                    note,
+                )
+            )
         chosen.append(how)
         if not todo:
             continue
@@ -84,12 +113,14 @@ def plan(problems, preset, fits: Sequence[tuple], strategy: str, *, max_batch: i
             batches += [Batch(g, [f], False) for f in todo]
             continue
         size = _batch_size(problems[todo[0][0]], preset, len(todo), max_batch, len(devices))
-        parts = [todo[k: k + size] for k in range(0, len(todo), size)]
+        parts = [todo[k : k + size] for k in range(0, len(todo), size)]
         if len(parts) > 1:
             h, w = problems[todo[0][0]].out_hw
             why = "--max-batch" if max_batch else "memory estimate"
-            note(f"{len(todo)} fits of size {w}x{h} run in {len(parts)} batches of up to {size} "
-                 f"({why})")
+            note(
+                f"{len(todo)} fits of size {w}x{h} run in {len(parts)} batches of up to {size} "
+                f"({why})"
+            )
         batches += [Batch(g, part, True) for part in parts]
     return groups, batches, chosen, notes
 
@@ -112,8 +143,10 @@ def _measure(problems, preset, fits, max_batch, chunk, devices, cache, note) -> 
     tk = seconds_per_step(many, n, cache) / k
     how = "vmap" if tk < t1 else "sequential"
     h, w = problems[fits[0][0]].out_hw
-    note(f"measured at {w}x{h}: {k} vmapped fits {tk * 1e3:.1f} ms per fit-step, one fit "
-         f"{t1 * 1e3:.1f} ms; running {how}")
+    note(
+        f"measured at {w}x{h}: {k} vmapped fits {tk * 1e3:.1f} ms per fit-step, one fit "
+        f"{t1 * 1e3:.1f} ms; running {how}"
+    )
     return how
 
 
@@ -121,8 +154,9 @@ def seconds_per_step(su, n: int, cache: dict) -> float:
     """Seconds per step of a chunk of ``n`` steps of a Setup, timed after a warm-up chunk."""
     import time
 
-    run, _ = compiled_chunk(su.step, n, su.state, su.batch, batch_axes=su.axes, mesh=su.mesh,
-                            cache=cache)
+    run, _ = compiled_chunk(
+        su.step, n, su.state, su.batch, batch_axes=su.axes, mesh=su.mesh, cache=cache
+    )
     state = su.state
     for _ in range(2):
         t = time.perf_counter()

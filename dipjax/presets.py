@@ -2,6 +2,7 @@
 
 Every field is a hyperparameter the CLI can override; ``summary.json`` records the resolved one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,11 +45,17 @@ _RULES = (
     ("scale", lambda v: v in (2, 4, 8), "must be 2, 4 or 8"),
     ("tv_weight", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
     ("loss", lambda v: v in ("mse", "l1"), "must be mse or l1"),
-    ("input_kind", lambda v: v in ("noise", "meshgrid", "image"),
-     "must be noise, meshgrid or image"),
+    (
+        "input_kind",
+        lambda v: v in ("noise", "meshgrid", "image"),
+        "must be noise, meshgrid or image",
+    ),
     ("noise", lambda v: v in ("gauss", "saltpepper", "jpeg"), "must be gauss, saltpepper or jpeg"),
-    ("mask_kind", lambda v: v in ("file", "text", "random", "rect"),
-     "must be file, text, random or rect"),
+    (
+        "mask_kind",
+        lambda v: v in ("file", "text", "random", "rect"),
+        "must be file, text, random or rect",
+    ),
     ("init_style", lambda v: v in INIT_STYLES, "must be " + " or ".join(INIT_STYLES)),
     ("early_stop", lambda v: v in EARLY_STOP_MODES, "must be " + ", ".join(EARLY_STOP_MODES)),
     ("es_window", lambda v: isinstance(v, int) and v >= 2, "must be an integer >= 2"),
@@ -117,18 +124,23 @@ class Preset:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-_IO_NAMES = {"get_net": ("input_depth", "n_channels"), "skip": ("num_input_channels",
-             "num_output_channels"), "UNet": ("num_input_channels", "num_output_channels"),
-             "ResNet": ("num_input_channels", "num_output_channels"),
-             "texture_nets": ("inp", None), "dcgan": ("inp", None)}
+_IO_NAMES = {
+    "get_net": ("input_depth", "n_channels"),
+    "skip": ("num_input_channels", "num_output_channels"),
+    "UNet": ("num_input_channels", "num_output_channels"),
+    "ResNet": ("num_input_channels", "num_output_channels"),
+    "texture_nets": ("inp", None),
+    "dcgan": ("inp", None),
+}
 
 
 def net_with_io(spec: NetSpec, in_channels: int, out_channels: int, init_style: str) -> NetSpec:
     """The same generator with the given input/output channel counts and initialisation."""
     fn = _CONSTRUCTORS[spec.constructor]
     target = fn.__init__ if inspect.isclass(fn) else fn
-    bound = inspect.signature(target).bind_partial(*((None,) if inspect.isclass(fn) else ()),
-                                                   *spec.args, **dict(spec.kwargs))
+    bound = inspect.signature(target).bind_partial(
+        *((None,) if inspect.isclass(fn) else ()), *spec.args, **dict(spec.kwargs)
+    )
     kwargs = {k: v for k, v in bound.arguments.items() if k != "self"}
     in_name, out_name = _IO_NAMES[spec.constructor]
     kwargs[in_name] = in_channels
@@ -139,55 +151,175 @@ def net_with_io(spec: NetSpec, in_channels: int, out_channels: int, init_style: 
 
 
 def _fast_skip(ch: int, scales: int, skip: int, up="bilinear", depth: int = 8) -> NetSpec:
-    return NetSpec.of("skip", depth, 3, num_channels_down=[ch] * scales,
-                      num_channels_up=[ch] * scales, num_channels_skip=[skip] * scales,
-                      upsample_mode=up, need_sigmoid=True, need_bias=True, pad="reflection",
-                      act_fun="LeakyReLU")
+    return NetSpec.of(
+        "skip",
+        depth,
+        3,
+        num_channels_down=[ch] * scales,
+        num_channels_up=[ch] * scales,
+        num_channels_skip=[skip] * scales,
+        upsample_mode=up,
+        need_sigmoid=True,
+        need_bias=True,
+        pad="reflection",
+        act_fun="LeakyReLU",
+    )
 
 
 _R = RECIPE_NETS
-PRESETS = {p.name: p for p in [
-    Preset("denoise", "denoise", _R["denoising_F16"], iters=3000, backtrack_every=1),
-    Preset("denoise-jpeg", "denoise", _R["denoising_snail_jpeg"], input_depth=3, iters=2400,
-           backtrack_every=1, noise="jpeg"),
-    Preset("superres-x4", "superres", _R["sr_x4"], iters=2000, reg_noise_std=0.03, scale=4),
-    Preset("superres-x8", "superres", _R["sr_x8"], iters=4000, reg_noise_std=0.05, scale=8),
-    Preset("inpaint-vase", "inpaint", _R["inpaint_vase"], input_kind="meshgrid", input_depth=2,
-           iters=5001, reg_noise_std=0.03, crop=64),
-    Preset("inpaint-kate", "inpaint", _R["inpaint_kate"], iters=6001, reg_noise_std=0.03,
-           crop=64),
-    Preset("inpaint-library", "inpaint", _R["inpaint_library_skip_depth6"], input_depth=1,
-           iters=3001, reg_noise_std=0.0, crop=64),
-    Preset("restore-barbara", "restore", _R["restoration_barbara"], lr=0.001, iters=11000,
-           reg_noise_std=0.03, backtrack_every=50, crop=0, pad=1, mask_kind="random", keep=0.5),
-    Preset("restore-kate", "restore", _R["restoration_kate"], iters=1000, reg_noise_std=0.0,
-           backtrack_every=50, crop=0, mask_kind="random", keep=0.02),
-    Preset("flash-no-flash", "flash-no-flash", _R["flash_no_flash"], input_kind="image",
-           input_depth=3, lr=0.1, iters=601, reg_noise_std=0.0),
-    # Not in the paper: deblurring with the denoising generator, light noise on the blurred image.
-    Preset("deblur", "deblur", _R["denoising_F16"], iters=3000, reg_noise_std=0.03, sigma=2.0),
-    # CPU presets: a 4-scale, 32-channel skip net; measured against the baseline in README.
-    Preset("denoise-fast", "denoise", _fast_skip(32, 4, 4), input_depth=8, iters=1500,
-           backtrack_every=1),
-    Preset("superres-fast", "superres", _fast_skip(32, 4, 4), input_depth=8, iters=1200,
-           reg_noise_std=0.03, scale=4),
-    Preset("inpaint-fast", "inpaint", _fast_skip(32, 4, 4, "nearest"), input_depth=8,
-           iters=600, reg_noise_std=0.03, crop=16, mask_kind="text"),
-    Preset("restore-fast", "restore", _fast_skip(32, 4, 4), input_depth=8, iters=600,
-           reg_noise_std=0.03, backtrack_every=50, crop=16, mask_kind="random", keep=0.5),
-    Preset("flash-no-flash-fast", "flash-no-flash", _fast_skip(32, 4, 4, "bilinear", 3),
-           input_kind="image", input_depth=3, lr=0.01, iters=300, reg_noise_std=0.0),
-    Preset("deblur-fast", "deblur", _fast_skip(32, 4, 4), input_depth=8, iters=1000,
-           reg_noise_std=0.03, sigma=2.0),
-]}
+PRESETS = {
+    p.name: p
+    for p in [
+        Preset("denoise", "denoise", _R["denoising_F16"], iters=3000, backtrack_every=1),
+        Preset(
+            "denoise-jpeg",
+            "denoise",
+            _R["denoising_snail_jpeg"],
+            input_depth=3,
+            iters=2400,
+            backtrack_every=1,
+            noise="jpeg",
+        ),
+        Preset("superres-x4", "superres", _R["sr_x4"], iters=2000, reg_noise_std=0.03, scale=4),
+        Preset("superres-x8", "superres", _R["sr_x8"], iters=4000, reg_noise_std=0.05, scale=8),
+        Preset(
+            "inpaint-vase",
+            "inpaint",
+            _R["inpaint_vase"],
+            input_kind="meshgrid",
+            input_depth=2,
+            iters=5001,
+            reg_noise_std=0.03,
+            crop=64,
+        ),
+        Preset(
+            "inpaint-kate", "inpaint", _R["inpaint_kate"], iters=6001, reg_noise_std=0.03, crop=64
+        ),
+        Preset(
+            "inpaint-library",
+            "inpaint",
+            _R["inpaint_library_skip_depth6"],
+            input_depth=1,
+            iters=3001,
+            reg_noise_std=0.0,
+            crop=64,
+        ),
+        Preset(
+            "restore-barbara",
+            "restore",
+            _R["restoration_barbara"],
+            lr=0.001,
+            iters=11000,
+            reg_noise_std=0.03,
+            backtrack_every=50,
+            crop=0,
+            pad=1,
+            mask_kind="random",
+            keep=0.5,
+        ),
+        Preset(
+            "restore-kate",
+            "restore",
+            _R["restoration_kate"],
+            iters=1000,
+            reg_noise_std=0.0,
+            backtrack_every=50,
+            crop=0,
+            mask_kind="random",
+            keep=0.02,
+        ),
+        Preset(
+            "flash-no-flash",
+            "flash-no-flash",
+            _R["flash_no_flash"],
+            input_kind="image",
+            input_depth=3,
+            lr=0.1,
+            iters=601,
+            reg_noise_std=0.0,
+        ),
+        # Not in the paper: deblurring with the denoising generator, light noise on the blurred
+        # image.
+        Preset("deblur", "deblur", _R["denoising_F16"], iters=3000, reg_noise_std=0.03, sigma=2.0),
+        # CPU presets: a 4-scale, 32-channel skip net; measured against the baseline in README.
+        Preset(
+            "denoise-fast",
+            "denoise",
+            _fast_skip(32, 4, 4),
+            input_depth=8,
+            iters=1500,
+            backtrack_every=1,
+        ),
+        Preset(
+            "superres-fast",
+            "superres",
+            _fast_skip(32, 4, 4),
+            input_depth=8,
+            iters=1200,
+            reg_noise_std=0.03,
+            scale=4,
+        ),
+        Preset(
+            "inpaint-fast",
+            "inpaint",
+            _fast_skip(32, 4, 4, "nearest"),
+            input_depth=8,
+            iters=600,
+            reg_noise_std=0.03,
+            crop=16,
+            mask_kind="text",
+        ),
+        Preset(
+            "restore-fast",
+            "restore",
+            _fast_skip(32, 4, 4),
+            input_depth=8,
+            iters=600,
+            reg_noise_std=0.03,
+            backtrack_every=50,
+            crop=16,
+            mask_kind="random",
+            keep=0.5,
+        ),
+        Preset(
+            "flash-no-flash-fast",
+            "flash-no-flash",
+            _fast_skip(32, 4, 4, "bilinear", 3),
+            input_kind="image",
+            input_depth=3,
+            lr=0.01,
+            iters=300,
+            reg_noise_std=0.0,
+        ),
+        Preset(
+            "deblur-fast",
+            "deblur",
+            _fast_skip(32, 4, 4),
+            input_depth=8,
+            iters=1000,
+            reg_noise_std=0.03,
+            sigma=2.0,
+        ),
+    ]
+}
 
 # The preset each task runs by default: the paper's recipe on an accelerator, fast on a CPU.
-PAPER_DEFAULT = {"denoise": "denoise", "superres": "superres-x4", "inpaint": "inpaint-kate",
-                 "restore": "restore-kate", "flash-no-flash": "flash-no-flash",
-                 "deblur": "deblur"}
-FAST_DEFAULT = {"denoise": "denoise-fast", "superres": "superres-fast",
-                "inpaint": "inpaint-fast", "restore": "restore-fast",
-                "flash-no-flash": "flash-no-flash-fast", "deblur": "deblur-fast"}
+PAPER_DEFAULT = {
+    "denoise": "denoise",
+    "superres": "superres-x4",
+    "inpaint": "inpaint-kate",
+    "restore": "restore-kate",
+    "flash-no-flash": "flash-no-flash",
+    "deblur": "deblur",
+}
+FAST_DEFAULT = {
+    "denoise": "denoise-fast",
+    "superres": "superres-fast",
+    "inpaint": "inpaint-fast",
+    "restore": "restore-fast",
+    "flash-no-flash": "flash-no-flash-fast",
+    "deblur": "deblur-fast",
+}
 
 
 def get_preset(name: str, task: Optional[str] = None) -> Preset:

@@ -1,4 +1,5 @@
 """The command line's progress bar and closing lines."""
+
 from __future__ import annotations
 
 from tqdm.auto import tqdm
@@ -9,8 +10,7 @@ class ProgressBar:
     starts (labelled 'batch b/B' when there are several): iteration, loss, PSNR, ETA."""
 
     def __init__(self, total: int, disable: bool = False):
-        self.bar = tqdm(total=total, unit="it", disable=disable, dynamic_ncols=True,
-                        smoothing=0.1)
+        self.bar = tqdm(total=total, unit="it", disable=disable, dynamic_ncols=True, smoothing=0.1)
         self.batch = None
 
     def update(self, progress) -> None:
@@ -21,8 +21,9 @@ class ProgressBar:
             first = progress.done - len(next(iter(progress.rows.values())))
             self.bar.update(first)
             if progress.batches > 1:
-                self.bar.set_description(f"batch {progress.batch}/{progress.batches}",
-                                         refresh=False)
+                self.bar.set_description(
+                    f"batch {progress.batch}/{progress.batches}", refresh=False
+                )
         self.bar.update(progress.done - self.bar.n)
         self.bar.set_postfix(postfix(progress.last), refresh=False)
 
@@ -53,19 +54,26 @@ def final_lines(out, run, timing: dict) -> list:
         fin = ensemble_stats(run.fits)["final"]
         line = f"wrote {out}/ {len(run.fits)} seeds ({run.strategy})"
         if "psnr_mean" in fin:
-            line += (f": mean of seeds {fin['psnr_mean']:.2f} dB, single seeds "
-                     f"{fin['psnr_single_mean']:.2f} dB on average")
+            line += (
+                f": mean of seeds {fin['psnr_mean']:.2f} dB, single seeds "
+                f"{fin['psnr_single_mean']:.2f} dB on average"
+            )
         lines.append(line)
     else:
         seeds = len(run.fits) // max(1, len(images))
-        lines.append(f"wrote {out}/ ({len(images)} images x {seeds} seeds, {run.strategy}, "
-                     f"{len(run.groups)} shape groups); metrics in {out}/metrics.csv")
-    parts = {k: v for k, v in timing.items()
-             if k not in ("steps", "total") and not k.endswith("_at")}
+        lines.append(
+            f"wrote {out}/ ({len(images)} images x {seeds} seeds, {run.strategy}, "
+            f"{len(run.groups)} shape groups); metrics in {out}/metrics.csv"
+        )
+    parts = {
+        k: v for k, v in timing.items() if k not in ("steps", "total") and not k.endswith("_at")
+    }
     big = max(parts, key=parts.get) if parts else "other"
-    lines.append(f"wall {timing['total']:.1f} s: steps {timing.get('steps', 0.0):.1f} s, "
-                 f"largest other part {big} {parts.get(big, 0.0):.1f} s "
-                 f"(step {run.step_s * 1e3:.1f} ms per fit-iteration; summary.json 'timing')")
+    lines.append(
+        f"wall {timing['total']:.1f} s: steps {timing.get('steps', 0.0):.1f} s, "
+        f"largest other part {big} {parts.get(big, 0.0):.1f} s "
+        f"(step {run.step_s * 1e3:.1f} ms per fit-iteration; summary.json 'timing')"
+    )
     return lines
 
 
@@ -78,8 +86,13 @@ def _result(f: dict) -> str:
 
 def _early_stop(fit) -> str:
     es = fit.early_stop
-    state = (f"fired at iteration {es['fired_at']}" if es["fired"]
-             else "not fired (no variance minimum held for the patience)")
+    state = (
+        f"fired at iteration {es['fired_at']}"
+        if es["fired"]
+        else "not fired (no variance minimum held for the patience)"
+    )
     score = f", PSNR there {fit.final['psnr_gt_es']:.2f} dB" if "psnr_gt_es" in fit.final else ""
-    return (f"early stopping: detected iteration {es['iter']} ({state}){score}; "
-            f"its output is output_es.png")
+    return (
+        f"early stopping: detected iteration {es['iter']} ({state}){score}; "
+        f"its output is output_es.png"
+    )

@@ -1,5 +1,6 @@
 """What a run returns: ``FitResult`` for one fit, ``RunResult`` for the run; and how a fit's
 final metrics are computed from its outputs."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -101,9 +102,13 @@ def early_stop_record(es: dict) -> Optional[dict]:
     """The detector's findings from one fit's ``FitState.es`` on the host (None when off)."""
     if not es:
         return None
-    return {"iter": int(es["best_iter"]), "fired": bool(es["fired"]),
-            "fired_at": int(es["fired_at"]), "wmv": float(es["best_var"]),
-            "output": clip01(es["best_out"][0])}
+    return {
+        "iter": int(es["best_iter"]),
+        "fired": bool(es["fired"]),
+        "fired_at": int(es["fired_at"]),
+        "wmv": float(es["best_var"]),
+        "output": clip01(es["best_out"][0]),
+    }
 
 
 def clip01(x) -> np.ndarray:

@@ -4,6 +4,7 @@ reads back, and the list of input images a run was given.
 ``run.json`` holds the run's flags with absolute paths and a run id; the checkpoint carries the
 same id, so a folder can only resume the run that wrote it.
 """
+
 from __future__ import annotations
 
 import glob
@@ -16,16 +17,57 @@ import uuid
 from dipjax.io import InputError, atomic_write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
-RUN_FLAGS = ("task", "preset", "image", "mask", "mask_kind", "keep", "flash", "blur", "kernel",
-             "gt", "degrade", "noise", "sigma", "density", "quality", "scale", "iters", "lr",
-             "reg_noise_std", "tv_weight", "early_stop", "es_window", "es_patience",
-             "init_style", "seed", "seeds", "strategy", "max_batch", "save_every",
-             "checkpoint_every", "chunk")
+RUN_FLAGS = (
+    "task",
+    "preset",
+    "image",
+    "mask",
+    "mask_kind",
+    "keep",
+    "flash",
+    "blur",
+    "kernel",
+    "gt",
+    "degrade",
+    "noise",
+    "sigma",
+    "density",
+    "quality",
+    "scale",
+    "iters",
+    "lr",
+    "reg_noise_std",
+    "tv_weight",
+    "early_stop",
+    "es_window",
+    "es_patience",
+    "init_style",
+    "seed",
+    "seeds",
+    "strategy",
+    "max_batch",
+    "save_every",
+    "checkpoint_every",
+    "chunk",
+)
 PATH_FLAGS = ("mask", "flash", "kernel", "gt")
 # What a dipjax run writes into its folder; --overwrite clears these and nothing else.
-RUN_FILES = ("run.json", "summary.json", "metrics.jsonl", "metrics.csv", "metrics.json",
-             "output.png", "output_avg.png", "output_es.png", "degraded.png", "comparison.png",
-             "curves.png", "mean.png", "std.png", "std.npy")
+RUN_FILES = (
+    "run.json",
+    "summary.json",
+    "metrics.jsonl",
+    "metrics.csv",
+    "metrics.json",
+    "output.png",
+    "output_avg.png",
+    "output_es.png",
+    "degraded.png",
+    "comparison.png",
+    "curves.png",
+    "mean.png",
+    "std.png",
+    "std.npy",
+)
 RUN_DIRS = ("checkpoint", "snapshots")
 LOCK = ".dipjax.lock"
 _held = {}  # folder -> open lock file: the lock lasts as long as the process
@@ -59,8 +101,9 @@ def expand_images(args_image) -> tuple[list, bool]:
         if p.is_dir():
             found = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise InputError(f"--image {item}: folder holds no image files "
-                                 f"({', '.join(IMAGE_SUFFIXES)})")
+                raise InputError(
+                    f"--image {item}: folder holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+                )
             paths += found
             many = True
         elif any(c in item for c in "*?[") and not p.exists():
@@ -93,14 +136,17 @@ def prepare_out(path: str, overwrite: bool, shared: bool = False) -> pathlib.Pat
         raise InputError(f"--out {out}: exists and is not a folder")
     # A folder holding only the record of a run that never got to write anything (it failed
     # or was killed first) is taken as empty: such a folder could neither rerun nor resume.
-    leftovers = [p for p in out.iterdir() if p.name not in ("run.json", LOCK)] \
-        if out.is_dir() else []
+    leftovers = (
+        [p for p in out.iterdir() if p.name not in ("run.json", LOCK)] if out.is_dir() else []
+    )
     if out.is_dir() and not shared:
         lock(out)
     if leftovers and not shared:
         if not overwrite:
-            raise InputError(f"--out {out}: folder exists and is not empty (add --overwrite, or "
-                             f"--resume {out} to continue an interrupted run)")
+            raise InputError(
+                f"--out {out}: folder exists and is not empty (add --overwrite, or "
+                f"--resume {out} to continue an interrupted run)"
+            )
         clear_run(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -121,9 +167,12 @@ def clear_run(out: pathlib.Path) -> None:
         (out / name).unlink(missing_ok=True)
     for child in out.iterdir():
         is_run_dir = child.is_dir() and (
-            child.name in RUN_DIRS or child.name.startswith("seed_")
-            or (child / "metrics.jsonl").exists() or (child / "output.png").exists()
-            or (child / "summary.json").exists())
+            child.name in RUN_DIRS
+            or child.name.startswith("seed_")
+            or (child / "metrics.jsonl").exists()
+            or (child / "output.png").exists()
+            or (child / "summary.json").exists()
+        )
         if is_run_dir:
             shutil.rmtree(child)
     for part in list(out.glob("metrics.part*.json")) + list(out.glob("summary.process*.json")):
@@ -137,8 +186,10 @@ def write_record(out: pathlib.Path, args) -> str:
         if record[k]:
             record[k] = str(pathlib.Path(record[k]).resolve())
     if record["image"]:
-        record["image"] = [str(pathlib.Path(p).resolve()) if not any(c in p for c in "*?[")
-                           else p for p in record["image"]]
+        record["image"] = [
+            str(pathlib.Path(p).resolve()) if not any(c in p for c in "*?[") else p
+            for p in record["image"]
+        ]
     record["run_id"] = uuid.uuid4().hex
     atomic_write_bytes(out / "run.json", (json.dumps(record, indent=1) + "\n").encode())
     return record["run_id"]
@@ -155,8 +206,10 @@ def refuse_changes(args, defaults: dict) -> None:
     given = [k for k in RUN_FLAGS if getattr(args, k, None) != defaults.get(k)]
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise InputError(f"--resume continues the run with its own settings (run.json); "
-                         f"{flags} cannot change them: drop {flags}, or start a new run")
+        raise InputError(
+            f"--resume continues the run with its own settings (run.json); "
+            f"{flags} cannot change them: drop {flags}, or start a new run"
+        )
 
 
 def read_record(folder: str) -> dict:

@@ -3,6 +3,7 @@ that the preset's generator can fit it, before anything is written or compiled.
 
 Every error names the file it is about.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,42 +24,64 @@ def default_image() -> np.ndarray:
         return load_image(path)
 
 
-def problem_for(task: str, preset, image: Optional[np.ndarray], *, degrade: bool = False,
-                seed: int = 0, gt=None, names: Optional[dict] = None, **extra):
+def problem_for(
+    task: str,
+    preset,
+    image: Optional[np.ndarray],
+    *,
+    degrade: bool = False,
+    seed: int = 0,
+    gt=None,
+    names: Optional[dict] = None,
+    **extra,
+):
     """The Problem of ``task`` (see ``tasks.prepare``). With ``image=None`` the packaged image
     is used and degraded (and inpainting generates a text mask when the preset wants a file)."""
     if image is None:
         image, degrade = default_image(), True
         if extra.get("mask") is None and preset.mask_kind == "file":
             preset = preset.replace(mask_kind="text")
-    return tasks.prepare(task, preset, image, degrade=degrade, seed=seed, gt=gt, names=names,
-                         **extra)
+    return tasks.prepare(
+        task, preset, image, degrade=degrade, seed=seed, gt=gt, names=names, **extra
+    )
 
 
-def load_problems(preset, paths: list, *, degrade: bool, seed: int, mask=None, gt=None,
-                  flash=None, kernel=None):
+def load_problems(
+    preset, paths: list, *, degrade: bool, seed: int, mask=None, gt=None, flash=None, kernel=None
+):
     """Problems for the image ``paths`` (None = the packaged image) sharing the other inputs
     (file paths or None). Returns (problems, warnings as lines)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        shared = {k: (load_image(v) if v else None)
-                  for k, v in (("mask", mask), ("gt", gt), ("flash", flash), ("kernel", kernel))}
-        names = {k: v for k, v in (("mask", mask), ("gt", gt), ("flash", flash),
-                                   ("kernel", kernel)) if v}
+        shared = {
+            k: (load_image(v) if v else None)
+            for k, v in (("mask", mask), ("gt", gt), ("flash", flash), ("kernel", kernel))
+        }
+        names = {
+            k: v for k, v in (("mask", mask), ("gt", gt), ("flash", flash), ("kernel", kernel)) if v
+        }
         problems = []
         for path in paths:
             image = None
             try:
                 image = load_image(path) if path else None
-                prob = problem_for(preset.task, preset, image, degrade=degrade, seed=seed,
-                                   names=dict(names, image=path or "image"), **shared)
+                prob = problem_for(
+                    preset.task,
+                    preset,
+                    image,
+                    degrade=degrade,
+                    seed=seed,
+                    names=dict(names, image=path or "image"),
+                    **shared,
+                )
                 build.problem_arrays(prob, preset, seed)  # size and memory, before compiling
             except build.SizeError as e:
                 raise InputError(_too_small(path, image, preset, degrade, e.side)) from None
             except InputError as e:
                 msg = str(e)
-                raise InputError(msg if not path or str(path) in msg else f"{path}: {msg}") \
-                    from None
+                raise InputError(
+                    msg if not path or str(path) in msg else f"{path}: {msg}"
+                ) from None
             problems.append(prob)
     return problems, [str(w.message) for w in caught]
 
@@ -69,5 +92,7 @@ def _too_small(path, image, preset, degrade: bool, side: int) -> str:
     need = max(1, side // preset.scale) if lr_input else side
     h, w = image.shape[:2] if image is not None else (0, 0)
     what = "a low-resolution input" if lr_input else "an image"
-    return (f"{path or 'image'}: {w}x{h} pixels is too small for preset {preset.name}, which "
-            f"needs {what} of at least {need}x{need}")
+    return (
+        f"{path or 'image'}: {w}x{h} pixels is too small for preset {preset.name}, which "
+        f"needs {what} of at least {need}x{need}"
+    )

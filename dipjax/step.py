@@ -5,6 +5,7 @@
 ``batch`` holds ``z`` (1, H, W, D), ``target`` (1, h, w, C), ``mask`` (1, H, W, 1|C) and,
 when known, ``gt`` (1, H, W, C); all float32.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,10 +57,17 @@ def init_state(net, tx, key: jax.Array, z: jax.Array, es_window: int = 0) -> Fit
     opt_state = tx.init(params)
     out = jax.eval_shape(lambda p: net.apply({"params": p}, z), params)
     copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # distinct buffers: the state is donated
-    return FitState(params, opt_state, jnp.zeros((), jnp.int32), key,
-                    jnp.zeros(out.shape, out.dtype), copy(params), copy(opt_state),
-                    jnp.zeros((), jnp.float32),
-                    early_stop.init(es_window, out.shape) if es_window else {})
+    return FitState(
+        params,
+        opt_state,
+        jnp.zeros((), jnp.int32),
+        key,
+        jnp.zeros(out.shape, out.dtype),
+        copy(params),
+        copy(opt_state),
+        jnp.zeros((), jnp.float32),
+        early_stop.init(es_window, out.shape) if es_window else {},
+    )
 
 
 def _scale_lr(opt_state, factor):
@@ -68,10 +76,20 @@ def _scale_lr(opt_state, factor):
     return opt_state._replace(hyperparams=hp)
 
 
-def make_step(net, tx, measure: Measure, *, loss: str = "mse", reg_noise_std: float = 0.0,
-              exp_weight: float = 0.99, backtrack_every: int = 0, backtrack_drop_db: float = 5.0,
-              divergence_lr_factor: float = 0.5, tv_weight: float = 0.0,
-              es_patience: int = 0) -> Callable:
+def make_step(
+    net,
+    tx,
+    measure: Measure,
+    *,
+    loss: str = "mse",
+    reg_noise_std: float = 0.0,
+    exp_weight: float = 0.99,
+    backtrack_every: int = 0,
+    backtrack_drop_db: float = 5.0,
+    divergence_lr_factor: float = 0.5,
+    tv_weight: float = 0.0,
+    es_patience: int = 0,
+) -> Callable:
     """One iteration: perturb z, forward, loss (plus ``tv_weight`` x total variation of the
     output), gradient, Adam update, output average, PSNRs, backtracking, NaN/Inf rollback and,
     when the state carries one, the early-stopping detector (firing after ``es_patience`` steps
@@ -101,21 +119,29 @@ def make_step(net, tx, measure: Measure, *, loss: str = "mse", reg_noise_std: fl
         drop = check & finite & (psnr_fit - state.last_psnr < -backtrack_drop_db)
         rollback = drop | ~finite
         save = finite & ~drop & (check | (backtrack_every == 0))
-        restored_opt = jax.lax.cond(finite, lambda o: o,
-                                    lambda o: _scale_lr(o, divergence_lr_factor),
-                                    state.saved_opt_state)
+        restored_opt = jax.lax.cond(
+            finite, lambda o: o, lambda o: _scale_lr(o, divergence_lr_factor), state.saved_opt_state
+        )
         first = state.step == 0
         avg = jnp.where(first, out, exp_weight * state.out_avg + (1 - exp_weight) * out)
         new = FitState(
             params=where(rollback, state.saved_params, params),
             opt_state=where(rollback, restored_opt, opt_state),
-            step=state.step + 1, key=state.key,
+            step=state.step + 1,
+            key=state.key,
             out_avg=jnp.where(rollback, state.out_avg, avg),
             saved_params=where(save, state.params, state.saved_params),
             saved_opt_state=where(save, state.opt_state, state.saved_opt_state),
-            last_psnr=jnp.where(save & check, psnr_fit, state.last_psnr), es=state.es)
-        metrics = {"loss": value, "psnr_fit": psnr_fit, "rolled_back": rollback,
-                   "diverged": ~finite, "lr": state.opt_state.hyperparams["learning_rate"]}
+            last_psnr=jnp.where(save & check, psnr_fit, state.last_psnr),
+            es=state.es,
+        )
+        metrics = {
+            "loss": value,
+            "psnr_fit": psnr_fit,
+            "rolled_back": rollback,
+            "diverged": ~finite,
+            "lr": state.opt_state.hyperparams["learning_rate"],
+        }
         if state.es:
             es, metrics["wmv"] = early_stop.update(state.es, out, state.step + 1, es_patience)
             new = new.replace(es=where(finite, es, state.es))
@@ -128,8 +154,9 @@ def make_step(net, tx, measure: Measure, *, loss: str = "mse", reg_noise_std: fl
     return step
 
 
-def make_runner(step: Callable, n: int, batch_axes=None, unroll: Optional[bool] = None,
-                mesh=None) -> Callable:
+def make_runner(
+    step: Callable, n: int, batch_axes=None, unroll: Optional[bool] = None, mesh=None
+) -> Callable:
     """jit(run(state, batch) -> (state, metrics[n])): ``n`` steps by ``lax.scan``, the state
     donated. With ``batch_axes`` (a dict like the batch: 0 for a leaf stacked per fit, None for
     one shared by all fits) the state carries a leading fit axis and the step is vmapped, so
@@ -155,6 +182,7 @@ def make_runner(step: Callable, n: int, batch_axes=None, unroll: Optional[bool] 
             chosen = conv.chosen_impl()
             with conv.conv_impl("dot" if chosen == "auto" else chosen):
                 return vmapped(state, batch)
+
     if unroll is None:
         unroll = jax.default_backend() == "cpu"
     # Traced once and called n times: tracing the generator n times took 4.6 s of the 5-step
@@ -178,8 +206,16 @@ def make_runner(step: Callable, n: int, batch_axes=None, unroll: Optional[bool] 
     return jax.jit(run, donate_argnums=0)
 
 
-def compiled_chunk(step: Callable, n: int, state, batch: dict, *, batch_axes=None, mesh=None,
-                   cache: Optional[dict] = None):
+def compiled_chunk(
+    step: Callable,
+    n: int,
+    state,
+    batch: dict,
+    *,
+    batch_axes=None,
+    mesh=None,
+    cache: Optional[dict] = None,
+):
     """(the compiled chunk of ``n`` steps for these arguments, seconds spent compiling it).
     ``cache``: shared by calls whose steps are the same function of their arguments (the fits
     of one shape group), keyed by chunk size, shapes and placement. ``mesh``: see
@@ -211,8 +247,10 @@ def chunk_sizes(iters: int, chunk: int, every=()) -> list:
 
 def _signature(tree) -> tuple:
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return (treedef, tuple((x.shape, str(x.dtype), str(getattr(x, "sharding", None)))
-                           for x in leaves))
+    return (
+        treedef,
+        tuple((x.shape, str(x.dtype), str(getattr(x, "sharding", None))) for x in leaves),
+    )
 
 
 def default_chunk() -> int:

@@ -8,6 +8,7 @@ task is a ``prepare_*`` function added there (and a preset in ``dipjax.presets``
 Error messages name an input by its role ('image', 'mask', 'gt', 'flash', 'kernel') or, when
 the caller passes ``names={'mask': 'm.png'}``, by the file it came from.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -92,8 +93,10 @@ def _name(names: dict, role: str) -> str:
 
 def _same_size(a, b, role_a: str, what_b: str, names: dict) -> None:
     if a is not None and a.shape[:2] != b.shape[:2]:
-        raise InputError(f"{_name(names, role_a)}: size {a.shape[1]}x{a.shape[0]} differs from "
-                         f"the {what_b}'s {b.shape[1]}x{b.shape[0]}")
+        raise InputError(
+            f"{_name(names, role_a)}: size {a.shape[1]}x{a.shape[0]} differs from "
+            f"the {what_b}'s {b.shape[1]}x{b.shape[0]}"
+        )
 
 
 def prepare_denoise(image, p, *, gt=None, degrade=False, rng=None, names=None) -> Problem:
@@ -105,13 +108,23 @@ def prepare_denoise(image, p, *, gt=None, degrade=False, rng=None, names=None) -
     image = _crop(image, p.crop, notes)
     if degrade:
         gt = image
-        image = {"gauss": lambda: deg.add_gaussian_noise(image, p.sigma, rng),
-                 "saltpepper": lambda: deg.add_salt_pepper(image, p.density, rng),
-                 "jpeg": lambda: deg.jpeg_compress(image, p.quality)}[p.noise]()
+        image = {
+            "gauss": lambda: deg.add_gaussian_noise(image, p.sigma, rng),
+            "saltpepper": lambda: deg.add_salt_pepper(image, p.density, rng),
+            "jpeg": lambda: deg.jpeg_compress(image, p.quality),
+        }[p.noise]()
     elif gt is not None:
         gt = _crop(gt, p.crop, [])
-    return Problem("denoise", Measure(), image, image.shape[:2], gt=gt, degraded=image,
-                   baseline=image, notes=notes)
+    return Problem(
+        "denoise",
+        Measure(),
+        image,
+        image.shape[:2],
+        gt=gt,
+        degraded=image,
+        baseline=image,
+        notes=notes,
+    )
 
 
 def prepare_superres(image, p, *, gt=None, degrade=False, rng=None, names=None) -> Problem:
@@ -122,42 +135,62 @@ def prepare_superres(image, p, *, gt=None, degrade=False, rng=None, names=None) 
     if degrade:
         gt, lr = sr_pair(image, scale, p.crop)
         if gt.shape[:2] != image.shape[:2]:
-            notes.append(f"cropped {image.shape[1]}x{image.shape[0]} to {gt.shape[1]}x"
-                         f"{gt.shape[0]} (a multiple of {p.crop}) as the reference does")
+            notes.append(
+                f"cropped {image.shape[1]}x{image.shape[0]} to {gt.shape[1]}x"
+                f"{gt.shape[0]} (a multiple of {p.crop}) as the reference does"
+            )
     else:
         lr = image
         if gt is not None and gt.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
-            raise InputError(f"{_name(names, 'gt')}: size {gt.shape[1]}x{gt.shape[0]} is not "
-                             f"{scale}x the input {lr.shape[1]}x{lr.shape[0]}")
+            raise InputError(
+                f"{_name(names, 'gt')}: size {gt.shape[1]}x{gt.shape[0]} is not "
+                f"{scale}x the input {lr.shape[1]}x{lr.shape[0]}"
+            )
     hw = (lr.shape[0] * scale, lr.shape[1] * scale)
     up = bicubic_upscale(lr, hw)
-    return Problem("superres", Measure("downsample", scale, p.sr_kernel), lr, hw, gt=gt,
-                   degraded=up, baseline=up, notes=notes)
+    return Problem(
+        "superres",
+        Measure("downsample", scale, p.sr_kernel),
+        lr,
+        hw,
+        gt=gt,
+        degraded=up,
+        baseline=up,
+        notes=notes,
+    )
 
 
-def prepare_masked(task, image, p, *, mask=None, gt=None, degrade=False, rng=None,
-                   names=None) -> Problem:
+def prepare_masked(
+    task, image, p, *, mask=None, gt=None, degrade=False, rng=None, names=None
+) -> Problem:
     """Inpainting / restoration: the loss sees only pixels where the mask is 1. ``mask``: any
     image (thresholded once here, 1 = known) or None for the mask ``p.mask_kind`` makes."""
     names, notes, pad = names or {}, [], p.pad
     _same_size(mask, image, "mask", "image", names)
     _same_size(gt, image, "gt", "image", names)
     if pad:
-        reflect = lambda a: None if a is None else np.pad(a, ((pad, pad), (pad, pad), (0, 0)),
-                                                          mode="reflect")
+        reflect = lambda a: (
+            None if a is None else np.pad(a, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+        )
         image, mask, gt = reflect(image), reflect(mask), reflect(gt)
     image = _crop(image, p.crop, notes)
     hw = image.shape[:2]
     if mask is None:
         if p.mask_kind == "file":
-            raise InputError(f"task {task} needs a mask (a file) or a generated mask kind "
-                             f"({', '.join(MASK_KINDS[1:])})")
-        mask = {"text": lambda: deg.text_mask(hw),
-                "random": lambda: deg.bernoulli_mask(hw, p.keep, rng),
-                "rect": lambda: deg.rect_mask(hw)}[p.mask_kind]()
+            raise InputError(
+                f"task {task} needs a mask (a file) or a generated mask kind "
+                f"({', '.join(MASK_KINDS[1:])})"
+            )
+        mask = {
+            "text": lambda: deg.text_mask(hw),
+            "random": lambda: deg.bernoulli_mask(hw, p.keep, rng),
+            "rect": lambda: deg.rect_mask(hw),
+        }[p.mask_kind]()
         if mask.sum() == 0:
-            raise InputError(f"mask kind {p.mask_kind} with keep {p.keep:g} keeps no pixel of "
-                             f"the {hw[1]}x{hw[0]} image: raise keep")
+            raise InputError(
+                f"mask kind {p.mask_kind} with keep {p.keep:g} keeps no pixel of "
+                f"the {hw[1]}x{hw[0]} image: raise keep"
+            )
         degrade = True
     else:
         mask = deg.binarize_mask(_crop(mask, p.crop, []), _name(names, "mask"))
@@ -166,12 +199,22 @@ def prepare_masked(task, image, p, *, mask=None, gt=None, degrade=False, rng=Non
     elif gt is not None:
         gt = _crop(gt, p.crop, [])
     target = image * mask
-    return Problem(task, Measure("mask"), target.astype(np.float32), hw, mask=mask, gt=gt,
-                   degraded=target, baseline=target, notes=notes)
+    return Problem(
+        task,
+        Measure("mask"),
+        target.astype(np.float32),
+        hw,
+        mask=mask,
+        gt=gt,
+        degraded=target,
+        baseline=target,
+        notes=notes,
+    )
 
 
-def prepare_flash(noflash, p, *, flash=None, gt=None, degrade=False, rng=None,
-                  names=None) -> Problem:
+def prepare_flash(
+    noflash, p, *, flash=None, gt=None, degrade=False, rng=None, names=None
+) -> Problem:
     """The flash image is the net's input, the no-flash image its target. Without ``flash`` and
     with ``degrade``, a synthetic pair is made from ``noflash`` (a clean image)."""
     names, notes = names or {}, []
@@ -184,12 +227,22 @@ def prepare_flash(noflash, p, *, flash=None, gt=None, degrade=False, rng=None,
     noflash = _crop(noflash, p.crop, notes)
     flash = _crop(flash, p.crop, [])
     gt = None if gt is None else _crop(gt, p.crop, [])
-    return Problem("flash-no-flash", Measure(), noflash, noflash.shape[:2], gt=gt,
-                   degraded=noflash, baseline=noflash, net_image=flash, notes=notes)
+    return Problem(
+        "flash-no-flash",
+        Measure(),
+        noflash,
+        noflash.shape[:2],
+        gt=gt,
+        degraded=noflash,
+        baseline=noflash,
+        net_image=flash,
+        notes=notes,
+    )
 
 
-def blur_kernel(blur_spec: str = "gauss:2", kernel: Optional[np.ndarray] = None,
-                name: str = "kernel") -> np.ndarray:
+def blur_kernel(
+    blur_spec: str = "gauss:2", kernel: Optional[np.ndarray] = None, name: str = "kernel"
+) -> np.ndarray:
     """The deblurring kernel (kh, kw) float64 summing to 1: ``kernel`` (an image, channels
     averaged, scaled to sum 1) or the Gaussian named by ``blur_spec``."""
     if kernel is None:
@@ -204,8 +257,9 @@ def blur_kernel(blur_spec: str = "gauss:2", kernel: Optional[np.ndarray] = None,
     return k / k.sum()
 
 
-def prepare_deblur(image, p, *, kernel=None, gt=None, degrade=False, rng=None,
-                   names=None) -> Problem:
+def prepare_deblur(
+    image, p, *, kernel=None, gt=None, degrade=False, rng=None, names=None
+) -> Problem:
     """``image`` is blurred, or clean with ``degrade`` (then blurred and given Gaussian noise of
     std ``p.sigma``/255). The blur: ``kernel`` (an image, normalised here) or ``p.blur``. The loss
     compares blur(output) with the image."""
@@ -215,8 +269,9 @@ def prepare_deblur(image, p, *, kernel=None, gt=None, degrade=False, rng=None,
     image = _crop(image, p.crop, notes)
     kh, kw = kernel.shape
     if kh > image.shape[0] or kw > image.shape[1]:
-        raise InputError(f"blur kernel {kw}x{kh} is larger than the image "
-                         f"{image.shape[1]}x{image.shape[0]}")
+        raise InputError(
+            f"blur kernel {kw}x{kh} is larger than the image {image.shape[1]}x{image.shape[0]}"
+        )
     measure = Measure("blur", blur_kernel=tuple(map(tuple, np.asarray(kernel, np.float64))))
     if degrade:
         gt = image
@@ -226,8 +281,16 @@ def prepare_deblur(image, p, *, kernel=None, gt=None, degrade=False, rng=None,
         image = np.clip(image, 0, 1).astype(np.float32)
     elif gt is not None:
         gt = _crop(gt, p.crop, [])
-    return Problem("deblur", measure, image, image.shape[:2], gt=gt, degraded=image,
-                   baseline=image, notes=notes)
+    return Problem(
+        "deblur",
+        measure,
+        image,
+        image.shape[:2],
+        gt=gt,
+        degraded=image,
+        baseline=image,
+        notes=notes,
+    )
 
 
 PREPARE = {
@@ -239,31 +302,45 @@ PREPARE = {
     "deblur": prepare_deblur,
 }
 # The optional inputs each task reads besides the image (the CLI refuses the others).
-EXTRA_INPUTS = {"inpaint": ("mask",), "restore": ("mask",), "flash-no-flash": ("flash",),
-                "deblur": ("kernel",)}
+EXTRA_INPUTS = {
+    "inpaint": ("mask",),
+    "restore": ("mask",),
+    "flash-no-flash": ("flash",),
+    "deblur": ("kernel",),
+}
 
 
-def prepare(task: str, preset, image: np.ndarray, *, degrade: bool = False, seed: int = 0,
-            gt=None, names: Optional[dict] = None, **extra) -> Problem:
+def prepare(
+    task: str,
+    preset,
+    image: np.ndarray,
+    *,
+    degrade: bool = False,
+    seed: int = 0,
+    gt=None,
+    names: Optional[dict] = None,
+    **extra,
+) -> Problem:
     """The Problem of ``task`` for ``image`` (float32 (H, W, C) in [0, 1]) with the preset's
     degradation settings. ``extra``: the task's optional inputs (``mask``, ``flash``, ``kernel``,
     arrays or None). Degradations draw from ``numpy.random.default_rng(seed)``."""
     if task not in PREPARE:
         raise InputError(f"task {task!r}: unknown; one of {', '.join(TASKS)}")
-    unused = sorted(k for k, v in extra.items()
-                    if v is not None and k not in EXTRA_INPUTS.get(task, ()))
+    unused = sorted(
+        k for k, v in extra.items() if v is not None and k not in EXTRA_INPUTS.get(task, ())
+    )
     if unused:
         raise InputError(f"{', '.join(unused)}: not used by task {task}")
     kw = {k: v for k, v in extra.items() if v is not None}
-    return PREPARE[task](image, preset, gt=gt, degrade=degrade,
-                         rng=np.random.default_rng(seed), names=names, **kw)
+    return PREPARE[task](
+        image, preset, gt=gt, degrade=degrade, rng=np.random.default_rng(seed), names=names, **kw
+    )
 
 
 def total_variation(x: jax.Array) -> jax.Array:
     """Anisotropic total variation of (N, H, W, C): mean |vertical difference| + mean
     |horizontal difference| (the DIP-TV regulariser)."""
-    return (jnp.mean(jnp.abs(x[:, 1:] - x[:, :-1]))
-            + jnp.mean(jnp.abs(x[:, :, 1:] - x[:, :, :-1])))
+    return jnp.mean(jnp.abs(x[:, 1:] - x[:, :-1])) + jnp.mean(jnp.abs(x[:, :, 1:] - x[:, :, :-1]))
 
 
 def _crop(img, d, notes):
@@ -271,8 +348,10 @@ def _crop(img, d, notes):
         return img
     out = crop_to_multiple(img, d)
     if out.shape[:2] != img.shape[:2]:
-        notes.append(f"cropped {img.shape[1]}x{img.shape[0]} to {out.shape[1]}x{out.shape[0]} "
-                     f"(a multiple of {d}) as the reference does")
+        notes.append(
+            f"cropped {img.shape[1]}x{img.shape[0]} to {out.shape[1]}x{out.shape[0]} "
+            f"(a multiple of {d}) as the reference does"
+        )
     return out
 
 

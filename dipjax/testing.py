@@ -3,6 +3,7 @@
 The fixtures script fills a reference PyTorch net with these values and records its output; the
 tests rebuild the same values from the recorded keys and shapes, so no weights are committed.
 """
+
 from __future__ import annotations
 
 import numpy as np

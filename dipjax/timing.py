@@ -7,6 +7,7 @@ finish chunks of steps), ``host`` (the loop's work between chunks: metrics, hist
 Moments (seconds since the process started) end in ``_at``: ``first_chunk_at`` is when the
 first chunk of steps was back on the host.
 """
+
 from __future__ import annotations
 
 import contextlib

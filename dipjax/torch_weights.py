@@ -5,6 +5,7 @@ arrays; torch itself is not needed. Keys that hold no trainable value here are s
 running statistics (the reference never reads them) and the fixed Lanczos downsampler inside a
 ``downsample_mode='lanczos*'`` conv.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -57,15 +58,18 @@ def load(state_dict: Mapping[str, np.ndarray], variables) -> dict:
             raise WeightMismatch(f"{key}: the Flax module {prefix!r} has no {name!r}")
         expected = params[prefix][name].shape
         if converted.shape != expected:
-            raise WeightMismatch(f"{key}: shape {value.shape} converts to {converted.shape}, "
-                                 f"expected {expected}")
+            raise WeightMismatch(
+                f"{key}: shape {value.shape} converts to {converted.shape}, expected {expected}"
+            )
         params[prefix][name] = converted.astype(template[prefix][name].dtype)
         filled.add((prefix, name))
     missing = [f"{m}/{n}" for m, leaves in params.items() for n in leaves if (m, n) not in filled]
     if missing:
-        raise WeightMismatch(f"no state_dict key for Flax parameter {missing[0]} "
-                             f"({len(missing)} missing)")
+        raise WeightMismatch(
+            f"no state_dict key for Flax parameter {missing[0]} ({len(missing)} missing)"
+        )
     out = dict(unfreeze(variables))
-    out["params"] = {m: {n: jax.numpy.asarray(v) for n, v in leaves.items()}
-                     for m, leaves in params.items()}
+    out["params"] = {
+        m: {n: jax.numpy.asarray(v) for n, v in leaves.items()} for m, leaves in params.items()
+    }
     return out

@@ -12,6 +12,7 @@ single fit uses the product's default convolutions; the vmapped step is timed wi
 convolution implementation of --convs (``dipjax.ops.conv``). Writes results.json, table.md and
 throughput.png under --out and prints the table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,6 +39,7 @@ from dipjax.step import make_runner  # noqa: E402
 def timed_runner(step, state, batch, n, axes, repeats, conv="auto"):
     """Compile ``n`` steps traced with convolutions ``conv``, time them; returns (compile
     seconds, median seconds per step, the compiled runner, the state after the calls)."""
+
     def traced(s, b):
         with conv_impl(conv):
             return step(s, b)
@@ -63,54 +65,81 @@ def main(argv=None):
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--chunk", type=int, default=1, help="steps per compiled call")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--convs", nargs="+", default=["fast", "dot"],
-                    help="convolution implementations to time the vmapped step with")
+    ap.add_argument(
+        "--convs",
+        nargs="+",
+        default=["fast", "dot"],
+        help="convolution implementations to time the vmapped step with",
+    )
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_batching"))
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     preset = get_preset(args.preset)
     dev = jax.devices()[0]
-    machine = {"device": dev.device_kind, "platform": dev.platform, "cpus": os.cpu_count(),
-               "jax": jax.__version__, "python": platform.python_version()}
+    machine = {
+        "device": dev.device_kind,
+        "platform": dev.platform,
+        "cpus": os.cpu_count(),
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+    }
     print(json.dumps(machine), flush=True)
     rows = []
     for size in args.sizes:
         image = api.default_image()[:size, :size]
         problem = api.prepare("denoise", preset.replace(crop=0), image, degrade=True)
         one = build.setup([problem], preset, [(0, 0)])
-        c1, t1, _, _ = timed_runner(one.step, one.state, one.batch, args.chunk, None,
-                                    args.repeats)
+        c1, t1, _, _ = timed_runner(one.step, one.state, one.batch, args.chunk, None, args.repeats)
         for k in args.ks:
-            su = build.setup([problem], preset, [(0, s) for s in range(k)], stack=True,
-                             devices=jax.devices()[:1])
+            su = build.setup(
+                [problem], preset, [(0, s) for s in range(k)], stack=True, devices=jax.devices()[:1]
+            )
             for conv in args.convs:
                 fresh = jax.tree_util.tree_map(jnp.copy, su.state)  # each run donates its state
-                ck, tk, _, _ = timed_runner(su.step, fresh, su.batch, args.chunk, su.axes,
-                                            args.repeats, conv)
-                row = {"size": size, "k": k, "conv": conv, "single_step_s": t1,
-                       "single_compile_s": c1, "vmap_step_s": tk, "vmap_compile_s": ck,
-                       "sequential_fit_it_per_s": 1.0 / t1, "vmap_fit_it_per_s": k / tk,
-                       "speedup": (k / tk) * t1}
+                ck, tk, _, _ = timed_runner(
+                    su.step, fresh, su.batch, args.chunk, su.axes, args.repeats, conv
+                )
+                row = {
+                    "size": size,
+                    "k": k,
+                    "conv": conv,
+                    "single_step_s": t1,
+                    "single_compile_s": c1,
+                    "vmap_step_s": tk,
+                    "vmap_compile_s": ck,
+                    "sequential_fit_it_per_s": 1.0 / t1,
+                    "vmap_fit_it_per_s": k / tk,
+                    "speedup": (k / tk) * t1,
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    head = (f"{args.preset} generator, chunk {args.chunk}, median of {args.repeats} calls after "
-            f"a warm-up; {machine['device']} ({machine['platform']}, {machine['cpus']} CPUs), "
-            f"jax {machine['jax']}")
-    lines = [head, "", "| size | K | vmapped convs | sequential fit-it/s | vmapped fit-it/s "
-             "| vmapped / sequential | single step ms | vmapped step ms "
-             "| compile s (single / vmapped) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    head = (
+        f"{args.preset} generator, chunk {args.chunk}, median of {args.repeats} calls after "
+        f"a warm-up; {machine['device']} ({machine['platform']}, {machine['cpus']} CPUs), "
+        f"jax {machine['jax']}"
+    )
+    lines = [
+        head,
+        "",
+        "| size | K | vmapped convs | sequential fit-it/s | vmapped fit-it/s "
+        "| vmapped / sequential | single step ms | vmapped step ms "
+        "| compile s (single / vmapped) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['size']} | {r['k']} | {r['conv']} | "
-                     f"{r['sequential_fit_it_per_s']:.2f} | "
-                     f"{r['vmap_fit_it_per_s']:.2f} | {r['speedup']:.2f}x | "
-                     f"{r['single_step_s'] * 1e3:.1f} | {r['vmap_step_s'] * 1e3:.1f} | "
-                     f"{r['single_compile_s']:.1f} / {r['vmap_compile_s']:.1f} |")
+        lines.append(
+            f"| {r['size']} | {r['k']} | {r['conv']} | "
+            f"{r['sequential_fit_it_per_s']:.2f} | "
+            f"{r['vmap_fit_it_per_s']:.2f} | {r['speedup']:.2f}x | "
+            f"{r['single_step_s'] * 1e3:.1f} | {r['vmap_step_s'] * 1e3:.1f} | "
+            f"{r['single_compile_s']:.1f} / {r['vmap_compile_s']:.1f} |"
+        )
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
-    (out / "results.json").write_text(json.dumps({"machine": machine, "settings": vars(args),
-                                                  "rows": rows}, indent=1))
+    (out / "results.json").write_text(
+        json.dumps({"machine": machine, "settings": vars(args), "rows": rows}, indent=1)
+    )
     plot(rows, out / "throughput.png")
     print("\n" + table)
 
@@ -125,11 +154,21 @@ def plot(rows, path):
     for i, size in enumerate(sorted({r["size"] for r in rows})):
         for j, conv in enumerate(sorted({r["conv"] for r in rows})):
             sel = [r for r in rows if r["size"] == size and r["conv"] == conv]
-            ax.plot([r["k"] for r in sel], [r["vmap_fit_it_per_s"] for r in sel],
-                    "os^v"[j % 4] + "-", color=f"C{i}", label=f"{size} px vmapped, {conv}")
+            ax.plot(
+                [r["k"] for r in sel],
+                [r["vmap_fit_it_per_s"] for r in sel],
+                "os^v"[j % 4] + "-",
+                color=f"C{i}",
+                label=f"{size} px vmapped, {conv}",
+            )
         sel = [r for r in rows if r["size"] == size and r["conv"] == rows[0]["conv"]]
-        ax.plot([r["k"] for r in sel], [r["sequential_fit_it_per_s"] for r in sel], "--",
-                color=f"C{i}", label=f"{size} px sequential")
+        ax.plot(
+            [r["k"] for r in sel],
+            [r["sequential_fit_it_per_s"] for r in sel],
+            "--",
+            color=f"C{i}",
+            label=f"{size} px sequential",
+        )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("fits K")

@@ -17,6 +17,7 @@ is left out. dipjax runs twice in fresh processes with an empty compile cache: t
 compiles, the second loads from the cache. Each run is a subprocess timed from its start to its
 exit; 'first iteration' is when its first iteration's result was on the host.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,10 @@ def reference_worker(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     p = get_preset(args.preset)
-    load = lambda name: np.asarray(Image.open(pathlib.Path(args.data) / name),
-                                   np.float32).transpose(2, 0, 1)[None] / 255.0
+    load = lambda name: (
+        np.asarray(Image.open(pathlib.Path(args.data) / name), np.float32).transpose(2, 0, 1)[None]
+        / 255.0
+    )
     lr_np, hr_np = load("lr.png"), load("hr.png")
     spec = p.net
     net = getattr(models, spec.constructor)(*spec.args, **dict(spec.kwargs))
@@ -77,10 +80,25 @@ def reference_worker(args) -> None:
 
 def run_reference(args) -> dict:
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, __file__, "--worker", "--reference-dir",
-                        args.reference_dir, "--data", str(args.data), "--preset", args.preset,
-                        "--iters", str(args.iters), "--threads", str(args.threads)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--reference-dir",
+            args.reference_dir,
+            "--data",
+            str(args.data),
+            "--preset",
+            args.preset,
+            "--iters",
+            str(args.iters),
+            "--threads",
+            str(args.threads),
+        ],
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t
     if r.returncode:
         raise SystemExit(f"reference run failed:\n{r.stderr[-3000:]}")
@@ -92,17 +110,39 @@ def run_dipjax(args, cache: str, tag: str) -> dict:
     out = args.out / f"dipjax-{args.preset}-{tag}"
     env = dict(os.environ, DIPJAX_COMPILE_CACHE=cache, OMP_NUM_THREADS=str(args.threads))
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "dipjax.fit", "--preset", args.preset, "--image",
-                        str(args.data / "lr.png"), "--gt", str(args.data / "hr.png"),
-                        "--iters", str(args.iters), "--quiet", "--overwrite", "--out", str(out)],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dipjax.fit",
+            "--preset",
+            args.preset,
+            "--image",
+            str(args.data / "lr.png"),
+            "--gt",
+            str(args.data / "hr.png"),
+            "--iters",
+            str(args.iters),
+            "--quiet",
+            "--overwrite",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     wall = time.perf_counter() - t
     if r.returncode:
         raise SystemExit(f"dipjax run failed:\n{r.stderr[-3000:]}")
     s = json.loads((out / "summary.json").read_text())
-    return {"wall_s": wall, "first_iteration_s": s["timing"]["first_chunk_at"],
-            "timing": s["timing"], "step_s": s["step_s"],
-            "psnr_gt": s["fits"][0]["final"]["psnr_gt"]}
+    return {
+        "wall_s": wall,
+        "first_iteration_s": s["timing"]["first_chunk_at"],
+        "timing": s["timing"],
+        "step_s": s["step_s"],
+        "psnr_gt": s["fits"][0]["final"]["psnr_gt"],
+    }
 
 
 def make_inputs(folder: pathlib.Path, size: int, scale: int) -> None:
@@ -117,16 +157,30 @@ def make_inputs(folder: pathlib.Path, size: int, scale: int) -> None:
 
 
 def table(rows) -> str:
-    lines = ["| preset | iters | side | wall s | first iteration s | compile s | steps s | "
-             "other parts s | step ms |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| preset | iters | side | wall s | first iteration s | compile s | steps s | "
+        "other parts s | step ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        t = r.get("timing", {})
-        rest = sum(v for k, v in t.items() if k not in ("compile", "steps", "total")
-                   and not k.endswith("_at"))
-        step = f"{r['step_s'] * 1e3:.1f}" if "step_s" in r else ""
-        lines.append(f"| {r['preset']} | {r['iters']} | {r['side']} | {r['wall_s']:.1f} | "
-                     f"{r['first_iteration_s']:.1f} | {t.get('compile', float('nan')):.1f} | "
-                     f"{t.get('steps', float('nan')):.1f} | {rest:.1f} | {step} |")
+        t = r.get("timing")
+        cells = ["", "", "", ""]
+        if t:
+            rest = sum(
+                v
+                for k, v in t.items()
+                if k not in ("compile", "steps", "total") and not k.endswith("_at")
+            )
+            cells = [
+                f"{t['compile']:.1f}",
+                f"{t['steps']:.1f}",
+                f"{rest:.1f}",
+                f"{r['step_s'] * 1e3:.1f}",
+            ]
+        lines.append(
+            f"| {r['preset']} | {r['iters']} | {r['side']} | {r['wall_s']:.1f} | "
+            f"{r['first_iteration_s']:.1f} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -139,8 +193,12 @@ def plot(rows, path) -> None:
     labels = [f"{r['side']}\n{r['preset']}" for r in rows]
     fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 2, 3.5))
     ax.bar(labels, [r["wall_s"] for r in rows], color="lightgrey", label="wall")
-    ax.bar(labels, [r["first_iteration_s"] for r in rows], color="grey",
-           label="until the first iteration")
+    ax.bar(
+        labels,
+        [r["first_iteration_s"] for r in rows],
+        color="grey",
+        label="until the first iteration",
+    )
     ax.set_ylabel("seconds")
     ax.legend()
     fig.tight_layout()
@@ -154,8 +212,9 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--out", type=pathlib.Path, default=ROOT / "experiments" / "out" /
-                    "bench_end_to_end")
+    ap.add_argument(
+        "--out", type=pathlib.Path, default=ROOT / "experiments" / "out" / "bench_end_to_end"
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--data", type=pathlib.Path, help=argparse.SUPPRESS)
     ap.add_argument("--preset", help=argparse.SUPPRESS)
@@ -163,12 +222,22 @@ def main(argv=None):
     if args.worker:
         return reference_worker(args)
     if args.reference_dir and not (pathlib.Path(args.reference_dir) / "models").is_dir():
-        raise SystemExit(f"--reference-dir {args.reference_dir}: not a deep-image-prior "
-                         f"checkout (no models/ folder)")
+        raise SystemExit(
+            f"--reference-dir {args.reference_dir}: not a deep-image-prior "
+            f"checkout (no models/ folder)"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    print(json.dumps({"machine": platform.processor() or platform.machine(),
-                      "cpus": os.cpu_count(), "threads": args.threads,
-                      "python": platform.python_version()}), flush=True)
+    print(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "cpus": os.cpu_count(),
+                "threads": args.threads,
+                "python": platform.python_version(),
+            }
+        ),
+        flush=True,
+    )
     rows = []
     for name in args.presets:
         args.preset = name
@@ -180,11 +249,13 @@ def main(argv=None):
             print(json.dumps(rows[-1]), flush=True)
         with tempfile.TemporaryDirectory() as cache:
             for tag in ("first run", "second run (cache)"):
-                rows.append(dict(common, side=f"dipjax, {tag}", **run_dipjax(args, cache,
-                                                                             tag.split()[0])))
+                rows.append(
+                    dict(common, side=f"dipjax, {tag}", **run_dipjax(args, cache, tag.split()[0]))
+                )
                 print(json.dumps(rows[-1]), flush=True)
-    (args.out / "results.json").write_text(json.dumps({"args": {
-        k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1))
+    (args.out / "results.json").write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1)
+    )
     md = table(rows)
     (args.out / "table.md").write_text(md + "\n")
     plot(rows, args.out / "bench_end_to_end.png")

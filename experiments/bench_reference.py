@@ -18,6 +18,7 @@ average, PSNRs and the NaN guard. Times are medians over --iters iterations afte
 dipjax's compile time is reported apart. FLOPs per dipjax step come from XLA's cost analysis;
 the matmul peak is a float32 2048x2048 ``jnp.dot`` timed in this process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,17 +35,27 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RECIPES = {"denoise": ("denoising_F16", "identity", 1 / 30),
-           "superres": ("sr_x4", "downsample", 0.03),
-           "inpaint": ("inpaint_kate", "mask", 0.03)}
+RECIPES = {
+    "denoise": ("denoising_F16", "identity", 1 / 30),
+    "superres": ("sr_x4", "downsample", 0.03),
+    "inpaint": ("inpaint_kate", "mask", 0.03),
+}
 
 
 def tiny_net():
     """A 3-scale, 8-channel skip net with input depth 4 (smoke tests of the experiments)."""
     from dipjax.netspec import NetSpec
 
-    return NetSpec.of("skip", 4, 3, num_channels_down=[8] * 3, num_channels_up=[8] * 3,
-                      num_channels_skip=[2] * 3, upsample_mode="bilinear", pad="reflection")
+    return NetSpec.of(
+        "skip",
+        4,
+        3,
+        num_channels_down=[8] * 3,
+        num_channels_up=[8] * 3,
+        num_channels_skip=[2] * 3,
+        upsample_mode="bilinear",
+        pad="reflection",
+    )
 
 
 def net_spec(recipe, tiny: bool):
@@ -77,10 +88,15 @@ def worker_torch(recipe, size, args):
     spec = net_spec(recipe, args.tiny)
     net = getattr(models, spec.constructor)(*spec.args, **dict(spec.kwargs))
     depth = spec.args[0]
-    z, target, mask = (torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
-                       for a in problem_arrays(recipe, size, depth))
-    down = Downsampler(3, 4, "lanczos2", phase=0.5, preserve_size=True) \
-        if kind == "downsample" else None
+    z, target, mask = (
+        torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+        for a in problem_arrays(recipe, size, depth)
+    )
+    down = (
+        Downsampler(3, 4, "lanczos2", phase=0.5, preserve_size=True)
+        if kind == "downsample"
+        else None
+    )
     opt = torch.optim.Adam(net.parameters(), lr=0.01)
     noise = z.clone()
     mse = torch.nn.MSELoss()
@@ -114,14 +130,18 @@ def worker_jax(recipe, size, args):
 
     _, kind, reg = RECIPES[recipe]
     spec = net_spec(recipe, args.tiny)
-    preset = get_preset({"denoise": "denoise", "superres": "superres-x4",
-                         "inpaint": "inpaint-kate"}[recipe]).replace(
-        crop=0, init_style="modern", net=spec, input_depth=spec.args[0])
+    preset = get_preset(
+        {"denoise": "denoise", "superres": "superres-x4", "inpaint": "inpaint-kate"}[recipe]
+    ).replace(crop=0, init_style="modern", net=spec, input_depth=spec.args[0])
     z, target, mask = problem_arrays(recipe, size, preset.input_depth)
-    measure = {"identity": tasks.Measure(), "downsample": tasks.Measure("downsample", 4),
-               "mask": tasks.Measure("mask")}[kind]
-    problem = tasks.Problem(recipe, measure, target[0], (size, size),
-                            mask=mask[0] if kind == "mask" else None)
+    measure = {
+        "identity": tasks.Measure(),
+        "downsample": tasks.Measure("downsample", 4),
+        "mask": tasks.Measure("mask"),
+    }[kind]
+    problem = tasks.Problem(
+        recipe, measure, target[0], (size, size), mask=mask[0] if kind == "mask" else None
+    )
     su = build.setup([problem], preset.replace(reg_noise_std=reg), [(0, 0)])
     batch, step, state = dict(su.batch, z=jax.numpy.asarray(z)), su.step, su.state
     flops = make_runner(step, 1).lower(state, batch).compile().cost_analysis()
@@ -141,8 +161,13 @@ def worker_jax(recipe, size, args):
         jax.block_until_ready(m)
         times.append((time.perf_counter() - t) / n)
     assert np.isfinite(np.asarray(m["loss"])).all()
-    return {"step_s": statistics.median(times), "compile_s": compile_s, "flops": flops,
-            "chunk": n, "jax": jax.__version__}
+    return {
+        "step_s": statistics.median(times),
+        "compile_s": compile_s,
+        "flops": flops,
+        "chunk": n,
+        "jax": jax.__version__,
+    }
 
 
 def matmul_peak(n=2048, repeats=5):
@@ -157,24 +182,31 @@ def matmul_peak(n=2048, repeats=5):
         t = time.perf_counter()
         f(a).block_until_ready()
         times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / statistics.median(times)
+    return 2 * n**3 / statistics.median(times)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference-dir")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
-    ap.add_argument("--recipes", nargs="+", default=["denoise", "superres", "inpaint"],
-                    choices=list(RECIPES))
-    ap.add_argument("--recipe-sizes", type=int, nargs="+", default=[256],
-                    help="sizes for the superres and inpaint recipes")
+    ap.add_argument(
+        "--recipes", nargs="+", default=["denoise", "superres", "inpaint"], choices=list(RECIPES)
+    )
+    ap.add_argument(
+        "--recipe-sizes",
+        type=int,
+        nargs="+",
+        default=[256],
+        help="sizes for the superres and inpaint recipes",
+    )
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--tiny", action="store_true", help="a tiny generator (smoke tests)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_reference"))
-    ap.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "RECIPE", "SIZE"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--worker", nargs=3, metavar=("FRAMEWORK", "RECIPE", "SIZE"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args(argv)
     if args.worker:
         fw, recipe, size = args.worker
@@ -183,14 +215,20 @@ def main(argv=None):
         print("RESULT " + json.dumps(res))
         return
     if args.reference_dir and not (pathlib.Path(args.reference_dir) / "models").is_dir():
-        sys.exit(f"--reference-dir {args.reference_dir}: no models/ folder there "
-                 f"(not a deep-image-prior checkout)")
+        sys.exit(
+            f"--reference-dir {args.reference_dir}: no models/ folder there "
+            f"(not a deep-image-prior checkout)"
+        )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     peak = matmul_peak()
-    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
-               "matmul_peak_gflops": peak / 1e9}
+    machine = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "matmul_peak_gflops": peak / 1e9,
+    }
     print(json.dumps(machine), flush=True)
     rows = []
     jobs = [("denoise", s) for s in args.sizes if "denoise" in args.recipes]
@@ -198,17 +236,30 @@ def main(argv=None):
     for recipe, size in jobs:
         row = {"recipe": recipe, "size": size}
         for fw in (["torch"] if args.reference_dir else []) + ["jax"]:
-            cmd = [sys.executable, __file__, "--worker", fw, recipe, str(size), "--iters",
-                   str(args.iters), "--warmup", str(args.warmup), "--threads",
-                   str(args.threads)] + (["--reference-dir", args.reference_dir]
-                                         if args.reference_dir else []) + \
-                (["--tiny"] if args.tiny else [])
+            cmd = (
+                [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    fw,
+                    recipe,
+                    str(size),
+                    "--iters",
+                    str(args.iters),
+                    "--warmup",
+                    str(args.warmup),
+                    "--threads",
+                    str(args.threads),
+                ]
+                + (["--reference-dir", args.reference_dir] if args.reference_dir else [])
+                + (["--tiny"] if args.tiny else [])
+            )
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
             if r.returncode != 0 or not lines:
                 row[fw] = {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
             else:
-                row[fw] = json.loads(lines[-1][len("RESULT "):])
+                row[fw] = json.loads(lines[-1][len("RESULT ") :])
         j, t = row["jax"], row.get("torch")
         if "step_s" in j and j.get("flops"):
             row["jax_gflops"] = j["flops"] / j["step_s"] / 1e9
@@ -216,12 +267,15 @@ def main(argv=None):
             row["speedup"] = t["step_s"] / j["step_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    lines = [f"{machine['cpus']} CPUs, {args.threads} threads, float32 matmul peak "
-             f"{machine['matmul_peak_gflops']:.0f} GFLOP/s; median of {args.iters} iterations "
-             f"after {args.warmup}", "",
-             "| recipe | size | reference s/it | dipjax s/it | dipjax speed-up | dipjax compile s "
-             "| peak RSS MB (ref / dipjax) | dipjax GFLOP/s (% of matmul peak) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{machine['cpus']} CPUs, {args.threads} threads, float32 matmul peak "
+        f"{machine['matmul_peak_gflops']:.0f} GFLOP/s; median of {args.iters} iterations "
+        f"after {args.warmup}",
+        "",
+        "| recipe | size | reference s/it | dipjax s/it | dipjax speed-up | dipjax compile s "
+        "| peak RSS MB (ref / dipjax) | dipjax GFLOP/s (% of matmul peak) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     f = lambda d, k, fmt: format(d[k], fmt) if d and k in d else "-"
     for r in rows:
         j, t = r["jax"], r.get("torch")
@@ -230,8 +284,13 @@ def main(argv=None):
             f"{format(r['speedup'], '.2f') + 'x' if 'speedup' in r else '-'} | "
             f"{f(j, 'compile_s', '.1f')} | {f(t, 'peak_rss_mb', '.0f')} / "
             f"{f(j, 'peak_rss_mb', '.0f')} | "
-            + (f"{r['jax_gflops']:.1f} ({100 * r['jax_gflops'] * 1e9 / peak:.0f} %)"
-               if "jax_gflops" in r else "-") + " |")
+            + (
+                f"{r['jax_gflops']:.1f} ({100 * r['jax_gflops'] * 1e9 / peak:.0f} %)"
+                if "jax_gflops" in r
+                else "-"
+            )
+            + " |"
+        )
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
     (out / "results.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))

@@ -8,6 +8,7 @@ the preset's generator, once per initialisation and seed. Prints PSNR of the las
 outputs per image, and the mean over images and seeds. A reduced proxy for the paper's
 denoising table: the full recipe (512 px, 128 channels, 3000 iterations) takes hours on a CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,18 +47,27 @@ def main(argv=None):
             prob = tasks.prepare("denoise", p.replace(crop=32), noisy, gt=clean)
             for seed in args.seeds:
                 r = fit_problem(prob, p, seed=seed)
-                rows.append({"init": style, "image": name, "seed": seed,
-                             "last": r.final["psnr_gt"], "average": r.final["psnr_gt_avg"],
-                             "noisy": r.final["psnr_baseline"]})
+                rows.append(
+                    {
+                        "init": style,
+                        "image": name,
+                        "seed": seed,
+                        "last": r.final["psnr_gt"],
+                        "average": r.final["psnr_gt_avg"],
+                        "noisy": r.final["psnr_baseline"],
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
     print(f"\n{args.preset}, {args.size}px crops, {args.iters} iters, seeds {args.seeds}\n")
     print("| init | mean PSNR last | mean PSNR average | noisy input |")
     print("|---|---|---|---|")
     for style in ("modern", "legacy"):
         sel = [r for r in rows if r["init"] == style]
-        print(f"| {style} | {np.mean([r['last'] for r in sel]):.2f} | "
-              f"{np.mean([r['average'] for r in sel]):.2f} | "
-              f"{np.mean([r['noisy'] for r in sel]):.2f} |")
+        print(
+            f"| {style} | {np.mean([r['last'] for r in sel]):.2f} | "
+            f"{np.mean([r['average'] for r in sel]):.2f} | "
+            f"{np.mean([r['noisy'] for r in sel]):.2f} |"
+        )
 
 
 if __name__ == "__main__":

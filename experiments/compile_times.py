@@ -8,6 +8,7 @@ Each run is ``python -m dipjax.fit --preset P --iters N --chunk C`` on the packa
 fresh process; the figures are its summary.json ``timing`` block (compile, steps, total wall)
 and ``step_s`` (median seconds per iteration after compilation).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,20 +21,47 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FAST = ["denoise-fast", "superres-fast", "inpaint-fast", "restore-fast", "flash-no-flash-fast",
-        "deblur-fast"]
+FAST = [
+    "denoise-fast",
+    "superres-fast",
+    "inpaint-fast",
+    "restore-fast",
+    "flash-no-flash-fast",
+    "deblur-fast",
+]
 
 
 def one_run(preset, iters, chunk, cache, out) -> dict:
     env = dict(os.environ, DIPJAX_COMPILE_CACHE=cache)
-    r = subprocess.run([sys.executable, "-m", "dipjax.fit", "--preset", preset, "--iters",
-                        str(iters), "--chunk", str(chunk), "--quiet", "--overwrite", "--out",
-                        str(out)], capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dipjax.fit",
+            "--preset",
+            preset,
+            "--iters",
+            str(iters),
+            "--chunk",
+            str(chunk),
+            "--quiet",
+            "--overwrite",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if r.returncode:
         raise SystemExit(f"{preset}: run failed\n{r.stderr[-3000:]}")
     s = json.loads((out / "summary.json").read_text())
-    return {"compile_s": s["timing"]["compile"], "wall_s": s["timing"]["total"],
-            "steps_s": s["timing"]["steps"], "step_s": s["step_s"]}
+    return {
+        "compile_s": s["timing"]["compile"],
+        "wall_s": s["timing"]["total"],
+        "steps_s": s["timing"]["steps"],
+        "step_s": s["step_s"],
+    }
 
 
 def main(argv=None):
@@ -41,12 +69,21 @@ def main(argv=None):
     ap.add_argument("--presets", nargs="+", default=FAST)
     ap.add_argument("--chunks", type=int, nargs="+", default=[5])
     ap.add_argument("--iters", type=int, default=100)
-    ap.add_argument("--out", type=pathlib.Path,
-                    default=ROOT / "experiments" / "out" / "compile_times")
+    ap.add_argument(
+        "--out", type=pathlib.Path, default=ROOT / "experiments" / "out" / "compile_times"
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    print(json.dumps({"machine": platform.processor() or platform.machine(),
-                      "cpus": os.cpu_count(), "iters": args.iters}), flush=True)
+    print(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "cpus": os.cpu_count(),
+                "iters": args.iters,
+            }
+        ),
+        flush=True,
+    )
     rows = []
     for preset in args.presets:
         for chunk in args.chunks:
@@ -56,14 +93,18 @@ def main(argv=None):
             rows.append({"preset": preset, "chunk": chunk, "first": first, "second": second})
             print(json.dumps(rows[-1]), flush=True)
     (args.out / "results.json").write_text(json.dumps(rows, indent=1))
-    print("\n| preset | chunk | compile s, first run | compile s, second run | second / first "
-          "| step ms | wall s, first run | wall s, second run |")
+    print(
+        "\n| preset | chunk | compile s, first run | compile s, second run | second / first "
+        "| step ms | wall s, first run | wall s, second run |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         f, s = r["first"], r["second"]
-        print(f"| {r['preset']} | {r['chunk']} | {f['compile_s']:.1f} | {s['compile_s']:.1f} | "
-              f"{s['compile_s'] / f['compile_s']:.0%} | {f['step_s'] * 1e3:.0f} | "
-              f"{f['wall_s']:.1f} | {s['wall_s']:.1f} |")
+        print(
+            f"| {r['preset']} | {r['chunk']} | {f['compile_s']:.1f} | {s['compile_s']:.1f} | "
+            f"{s['compile_s'] / f['compile_s']:.0%} | {f['step_s'] * 1e3:.0f} | "
+            f"{f['wall_s']:.1f} | {s['wall_s']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

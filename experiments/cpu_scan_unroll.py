@@ -6,6 +6,7 @@ run (a) one call per step, (b) by a rolled ``lax.scan``, (c) by a fully unrolled
 Uses the preset's generator on the packaged image; prints compile time and the median seconds
 per step over --repeats timed calls after a warm-up call.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ def main(argv=None):
     prob = api.prepare(p.task, p, None)
     su = build.setup([prob], p, [(0, 0)])
     state, batch, step = su.state, su.batch, su.step
-    print(f"preset {p.name}, image {prob.out_hw}, backend {jax.default_backend()}, "
-          f"jax {jax.__version__}")
+    print(
+        f"preset {p.name}, image {prob.out_hw}, backend {jax.default_backend()}, "
+        f"jax {jax.__version__}"
+    )
     t = time.perf_counter()
     one = jax.jit(step, donate_argnums=0).lower(state, batch).compile()
     c = time.perf_counter() - t

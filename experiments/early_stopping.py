@@ -12,6 +12,7 @@ outputs at every iteration is known here, not to the detector), and at the prese
 iteration count. Writes results.json, table.md and curves.png (PSNR and the detector's variance
 against iterations) under --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,7 @@ def problem(data, name, noise, size):
         noisy = centre(load_image(data / "sigma25" / f"{name}.png"), size)
     else:
         noisy = add_salt_pepper(clean, 0.1, np.random.default_rng(0))
-    return tasks.prepare("denoise", get_preset("denoise-fast").replace(crop=32), noisy,
-                         gt=clean)
+    return tasks.prepare("denoise", get_preset("denoise-fast").replace(crop=32), noisy, gt=clean)
 
 
 def main(argv=None):
@@ -50,8 +50,9 @@ def main(argv=None):
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--preset", default="denoise-fast")
     ap.add_argument("--images", nargs="+", default=ALL)
-    ap.add_argument("--noises", nargs="+", default=["gauss", "saltpepper"],
-                    choices=["gauss", "saltpepper"])
+    ap.add_argument(
+        "--noises", nargs="+", default=["gauss", "saltpepper"], choices=["gauss", "saltpepper"]
+    )
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--iters", type=int, default=3000, help="iterations run (>= the preset's)")
     ap.add_argument("--window", type=int, default=100)
@@ -64,8 +65,12 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     base = get_preset(args.preset)
     fixed = base.iters
-    p = base.replace(iters=max(args.iters, fixed), early_stop="mark", es_window=args.window,
-                     es_patience=args.patience)
+    p = base.replace(
+        iters=max(args.iters, fixed),
+        early_stop="mark",
+        es_window=args.window,
+        es_patience=args.patience,
+    )
     rows, curves = [], []
     for noise in args.noises:
         for name in args.images:
@@ -74,38 +79,64 @@ def main(argv=None):
             r = fit_problem(prob, p, seed=args.seed)
             g = np.array([h["psnr_gt"] for h in r.history])
             es = r.early_stop
-            row = {"noise": noise, "image": name, "noisy": r.final["psnr_baseline"],
-                   "es_iter": es["iter"], "es_fired": es["fired"], "es_fired_at": es["fired_at"],
-                   "psnr_es": r.final.get("psnr_gt_es", float("nan")),
-                   "best_iter": int(np.argmax(g)) + 1, "psnr_best": float(g.max()),
-                   "psnr_fixed": float(g[fixed - 1]), "fixed_iter": fixed,
-                   "psnr_last": float(g[-1]), "wall_s": time.perf_counter() - t}
+            row = {
+                "noise": noise,
+                "image": name,
+                "noisy": r.final["psnr_baseline"],
+                "es_iter": es["iter"],
+                "es_fired": es["fired"],
+                "es_fired_at": es["fired_at"],
+                "psnr_es": r.final.get("psnr_gt_es", float("nan")),
+                "best_iter": int(np.argmax(g)) + 1,
+                "psnr_best": float(g.max()),
+                "psnr_fixed": float(g[fixed - 1]),
+                "fixed_iter": fixed,
+                "psnr_last": float(g[-1]),
+                "wall_s": time.perf_counter() - t,
+            }
             rows.append(row)
-            curves.append({"noise": noise, "image": name, "psnr": g.tolist(),
-                           "wmv": [h["wmv"] for h in r.history]})
+            curves.append(
+                {
+                    "noise": noise,
+                    "image": name,
+                    "psnr": g.tolist(),
+                    "wmv": [h["wmv"] for h in r.history],
+                }
+            )
             print(json.dumps(row), flush=True)
-    settings = (f"{args.preset}, {args.size} px centre crops, {p.iters} iterations, seed "
-                f"{args.seed}, window {args.window}, patience {args.patience}; fixed = the "
-                f"preset's {fixed} iterations")
-    lines = [settings, "",
-             "| noise | image | noisy | detected iter | PSNR at detection | best iter | best PSNR "
-             "| PSNR at fixed iters | gap to best |", "|---|---|---|---|---|---|---|---|---|"]
+    settings = (
+        f"{args.preset}, {args.size} px centre crops, {p.iters} iterations, seed "
+        f"{args.seed}, window {args.window}, patience {args.patience}; fixed = the "
+        f"preset's {fixed} iterations"
+    )
+    lines = [
+        settings,
+        "",
+        "| noise | image | noisy | detected iter | PSNR at detection | best iter | best PSNR "
+        "| PSNR at fixed iters | gap to best |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['noise']} | {r['image']} | {r['noisy']:.2f} | {r['es_iter']}"
-                     f"{'' if r['es_fired'] else ' (not fired)'} | {r['psnr_es']:.2f} | "
-                     f"{r['best_iter']} | {r['psnr_best']:.2f} | {r['psnr_fixed']:.2f} | "
-                     f"{r['psnr_es'] - r['psnr_best']:+.2f} |")
+        lines.append(
+            f"| {r['noise']} | {r['image']} | {r['noisy']:.2f} | {r['es_iter']}"
+            f"{'' if r['es_fired'] else ' (not fired)'} | {r['psnr_es']:.2f} | "
+            f"{r['best_iter']} | {r['psnr_best']:.2f} | {r['psnr_fixed']:.2f} | "
+            f"{r['psnr_es'] - r['psnr_best']:+.2f} |"
+        )
     for noise in args.noises:
         sel = [r for r in rows if r["noise"] == noise]
-        lines.append(f"| {noise} | **mean** | {np.mean([r['noisy'] for r in sel]):.2f} | | "
-                     f"{np.mean([r['psnr_es'] for r in sel]):.2f} | | "
-                     f"{np.mean([r['psnr_best'] for r in sel]):.2f} | "
-                     f"{np.mean([r['psnr_fixed'] for r in sel]):.2f} | "
-                     f"{np.mean([r['psnr_es'] - r['psnr_best'] for r in sel]):+.2f} |")
+        lines.append(
+            f"| {noise} | **mean** | {np.mean([r['noisy'] for r in sel]):.2f} | | "
+            f"{np.mean([r['psnr_es'] for r in sel]):.2f} | | "
+            f"{np.mean([r['psnr_best'] for r in sel]):.2f} | "
+            f"{np.mean([r['psnr_fixed'] for r in sel]):.2f} | "
+            f"{np.mean([r['psnr_es'] - r['psnr_best'] for r in sel]):+.2f} |"
+        )
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
-    (out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows,
-                                                  "curves": curves}))
+    (out / "results.json").write_text(
+        json.dumps({"settings": settings, "rows": rows, "curves": curves})
+    )
     plot(curves, rows, out / "curves.png")
     print("\n" + table)
 

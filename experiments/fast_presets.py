@@ -8,6 +8,7 @@ fits with the preset and reports PSNR of the last and averaged outputs against t
 next to the baseline (noisy / bicubic / masked / no-flash input). Prints a markdown table and
 writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,25 +41,41 @@ def main(argv=None):
         t = time.perf_counter()
         res = fit_problem(prepare(task, p, None, seed=args.seed), p, seed=args.seed)
         f = res.final
-        rows.append({"task": task, "preset": p.name, "iters": p.iters,
-                     "baseline": f["psnr_baseline"], "last": f["psnr_gt"],
-                     "average": f["psnr_gt_avg"], "compile_s": res.compile_s,
-                     "step_s": res.step_s, "wall_s": time.perf_counter() - t})
+        rows.append(
+            {
+                "task": task,
+                "preset": p.name,
+                "iters": p.iters,
+                "baseline": f["psnr_baseline"],
+                "last": f["psnr_gt"],
+                "average": f["psnr_gt_avg"],
+                "compile_s": res.compile_s,
+                "step_s": res.step_s,
+                "wall_s": time.perf_counter() - t,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         if args.docs:
             pathlib.Path(args.docs).mkdir(parents=True, exist_ok=True)
-            (pathlib.Path(args.docs) / f"{task}.png").write_bytes(comparison_figure(
-                res.problem, res.output_avg, es=res.early_stop))
-    print(f"\nmachine: {platform.processor() or platform.machine()}, jax {jax.__version__}, "
-          f"backend {jax.default_backend()}, seed {args.seed}\n")
-    print("| task | preset | iters | baseline PSNR | last | average | gain (last) | gain (average) "
-          "| compile s | step ms | wall s |")
+            (pathlib.Path(args.docs) / f"{task}.png").write_bytes(
+                comparison_figure(res.problem, res.output_avg, es=res.early_stop)
+            )
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, jax {jax.__version__}, "
+        f"backend {jax.default_backend()}, seed {args.seed}\n"
+    )
+    print(
+        "| task | preset | iters | baseline PSNR | last | average | gain (last) | gain (average) "
+        "| compile s | step ms | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['task']} | {r['preset']} | {r['iters']} | {r['baseline']:.2f} | "
-              f"{r['last']:.2f} | {r['average']:.2f} | {r['last'] - r['baseline']:+.2f} | "
-              f"{r['average'] - r['baseline']:+.2f} | "
-              f"{r['compile_s']:.1f} | {r['step_s'] * 1e3:.0f} | {r['wall_s']:.0f} |")
+        print(
+            f"| {r['task']} | {r['preset']} | {r['iters']} | {r['baseline']:.2f} | "
+            f"{r['last']:.2f} | {r['average']:.2f} | {r['last'] - r['baseline']:+.2f} | "
+            f"{r['average'] - r['baseline']:+.2f} | "
+            f"{r['compile_s']:.1f} | {r['step_s'] * 1e3:.0f} | {r['wall_s']:.0f} |"
+        )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fast_presets.json").write_text(json.dumps(rows, indent=1))

@@ -10,6 +10,7 @@ its non-black bounding box) and colour denoising at sigma 25 with RGB PSNR. The 
 is committed, so ``reproduce.py`` needs no checkout. Of the two x8 deep-prior outputs published
 (``_003``, ``_005``), both are scored.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,10 @@ from dipjax.metrics import psnr_np, psnr_sr  # noqa: E402
 
 SET5 = ["baby", "bird", "butterfly", "head", "woman"]
 DENOISE9 = ["F16", "baboon", "hill", "kodim01", "kodim02", "kodim03", "kodim12", "lena", "peppers"]
-SR_METHODS = {"x4": ["deep_prior", "bicubic"],
-              "x8": ["deep_prior_005", "deep_prior_003", "bicubic"]}
+SR_METHODS = {
+    "x4": ["deep_prior", "bicubic"],
+    "x8": ["deep_prior_005", "deep_prior_003", "bicubic"],
+}
 
 
 def rgb(path: pathlib.Path) -> np.ndarray:
@@ -54,10 +57,15 @@ def main(argv=None):
     args = ap.parse_args(argv)
     assets = pathlib.Path(args.site_dir) / "assets" / "deep-image-prior"
     if not assets.is_dir():
-        sys.exit(f"error: {assets} not found: --site-dir must be a checkout of "
-                 "DmitryUlyanov/dmitryulyanov.github.io")
-    scores = {"source": "DmitryUlyanov/dmitryulyanov.github.io assets/deep-image-prior",
-              "sr": {}, "denoise": {}}
+        sys.exit(
+            f"error: {assets} not found: --site-dir must be a checkout of "
+            "DmitryUlyanov/dmitryulyanov.github.io"
+        )
+    scores = {
+        "source": "DmitryUlyanov/dmitryulyanov.github.io assets/deep-image-prior",
+        "sr": {},
+        "denoise": {},
+    }
     for scale, methods in SR_METHODS.items():
         d = assets / "SR" / "Set5" / scale
         table = {m: {} for m in methods}
@@ -69,15 +77,18 @@ def main(argv=None):
         scores["sr"][scale] = table
     d = assets / "Denoising" / "Color" / "25"
     for m in ("deep_prior", "noisy"):
-        scores["denoise"][m] = {name: round(psnr_np(rgb(d / f"{name}_{m}.png"),
-                                                    rgb(d / f"{name}_GT.png")), 2)
-                                for name in DENOISE9}
+        scores["denoise"][m] = {
+            name: round(psnr_np(rgb(d / f"{name}_{m}.png"), rgb(d / f"{name}_GT.png")), 2)
+            for name in DENOISE9
+        }
     pathlib.Path(args.out).write_text(json.dumps(scores, indent=1) + "\n")
     for group in ("sr", "denoise"):
         for key, table in scores[group].items():
-            for m, row in (table.items() if group == "sr" else [(key, table)]):
-                print(f"{group} {key if group == 'sr' else ''} {m}: {row} "
-                      f"mean {np.mean(list(row.values())):.2f}")
+            for m, row in table.items() if group == "sr" else [(key, table)]:
+                print(
+                    f"{group} {key if group == 'sr' else ''} {m}: {row} "
+                    f"mean {np.mean(list(row.values())):.2f}"
+                )
 
 
 if __name__ == "__main__":

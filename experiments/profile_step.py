@@ -14,6 +14,7 @@
    recorded once, so the groups' sum can exceed or fall short of the wall time.
 Writes profile.json and prints tables.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,6 +80,7 @@ def layer_table(calls, impls, repeats):
         flops = 3 * 2 * shape[0] * ho * wo * k * k * shape[-1] * o
         row = {"input": shape, "k": k, "stride": s, "padding": p, "out": o, "gflop": flops / 1e9}
         for impl in impls:
+
             def loss(x, w, impl=impl):
                 with conv.conv_impl(impl):
                     y = conv.conv2d(x, w, s, p)
@@ -101,8 +103,13 @@ def hlo_kinds(hlo: str) -> dict:
             kind = "convolution"
         elif "dot" in ops:
             kind = "dot"
-        elif ops & {"copy", "transpose"} and not ops - {"copy", "transpose", "bitcast",
-                                                         "parameter", "fusion"}:
+        elif ops & {"copy", "transpose"} and not ops - {
+            "copy",
+            "transpose",
+            "bitcast",
+            "parameter",
+            "fusion",
+        }:
             kind = "copy/transpose"
         elif ops & {"concatenate", "pad", "slice", "dynamic-slice", "dynamic-update-slice"}:
             kind = "concatenate/pad/slice"
@@ -140,8 +147,9 @@ def step_rows(preset, size, fits, impls, repeats):
     image = np.random.default_rng(0).random((size, size, 3)).astype(np.float32)
     problem = tasks.Problem("denoise", tasks.Measure(), image, (size, size))
     p = preset.replace(crop=0)
-    su = build.setup([problem], p, [(0, s) for s in range(fits)], stack=fits > 1,
-                     devices=jax.devices()[:1])
+    su = build.setup(
+        [problem], p, [(0, s) for s in range(fits)], stack=fits > 1, devices=jax.devices()[:1]
+    )
     net, step, batch, axes = su.net, su.step, su.batch, su.axes
     rows = []
     for impl in impls:
@@ -150,8 +158,15 @@ def step_rows(preset, size, fits, impls, repeats):
         cost = run.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
         groups, state = profile_groups(run, state, batch)
-        rows.append({"impl": impl, "step_s": step_s, "fits": fits,
-                     "gflop": cost.get("flops", math.nan) / 1e9, "groups_ms": groups})
+        rows.append(
+            {
+                "impl": impl,
+                "step_s": step_s,
+                "fits": fits,
+                "gflop": cost.get("flops", math.nan) / 1e9,
+                "groups_ms": groups,
+            }
+        )
     return rows, conv_layers(net, batch["z"] if fits == 1 else batch["z"][0])
 
 
@@ -168,28 +183,43 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     preset = get_preset(args.preset)
-    print(f"{preset.name} generator, {args.size} px, {args.fits} fit(s); "
-          f"{jax.devices()[0].device_kind}, jax {jax.__version__}", flush=True)
+    print(
+        f"{preset.name} generator, {args.size} px, {args.fits} fit(s); "
+        f"{jax.devices()[0].device_kind}, jax {jax.__version__}",
+        flush=True,
+    )
     steps, calls = step_rows(preset, args.size, args.fits, args.impls, args.repeats)
     kinds = sorted({k for r in steps for k in r["groups_ms"]})
     print("\n| convolutions | step ms | GFLOP/s | " + " | ".join(f"{k} ms" for k in kinds) + " |")
     print("|---" * (3 + len(kinds)) + "|")
     for r in steps:
-        print(f"| {r['impl']} | {r['step_s'] * 1e3:.1f} | {r['gflop'] / r['step_s']:.0f} | "
-              + " | ".join(f"{r['groups_ms'].get(k, 0):.1f}" for k in kinds) + " |")
+        print(
+            f"| {r['impl']} | {r['step_s'] * 1e3:.1f} | {r['gflop'] / r['step_s']:.0f} | "
+            + " | ".join(f"{r['groups_ms'].get(k, 0):.1f}" for k in kinds)
+            + " |"
+        )
     layers_rows = [] if args.no_layers else layer_table(calls, args.impls, args.repeats)
     if layers_rows:
-        print("\n| input | k | stride | out | " + " | ".join(f"{i} ms (GFLOP/s)"
-                                                           for i in args.impls) + " |")
+        print(
+            "\n| input | k | stride | out | "
+            + " | ".join(f"{i} ms (GFLOP/s)" for i in args.impls)
+            + " |"
+        )
         print("|---" * (4 + len(args.impls)) + "|")
         for r in layers_rows:
-            print(f"| {'x'.join(map(str, r['input'][1:]))} | {r['k']} | {r['stride']} | "
-                  f"{r['out']} | " + " | ".join(f"{r[i] * 1e3:.2f} ({r['gflop'] / r[i]:.0f})"
-                                                for i in args.impls) + " |")
+            print(
+                f"| {'x'.join(map(str, r['input'][1:]))} | {r['k']} | {r['stride']} | "
+                f"{r['out']} | "
+                + " | ".join(f"{r[i] * 1e3:.2f} ({r['gflop'] / r[i]:.0f})" for i in args.impls)
+                + " |"
+            )
         totals = {i: sum(r[i] for r in layers_rows) * 1e3 for i in args.impls}
         print("sum over layers, ms: " + ", ".join(f"{i} {v:.1f}" for i, v in totals.items()))
-    (out / "profile.json").write_text(json.dumps(
-        {"settings": vars(args), "steps": steps, "layers": layers_rows}, indent=1, default=str))
+    (out / "profile.json").write_text(
+        json.dumps(
+            {"settings": vars(args), "steps": steps, "layers": layers_rows}, indent=1, default=str
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ images scored by the same functions, written by ``experiments/paper_scores.py``)
 results.json and table.md under --out and prints the table; rows are written as fits finish.
 ``--tiny`` swaps every generator for a 3-scale, 8-channel skip net (smoke tests only).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,20 +44,47 @@ sys.path.insert(0, str(ROOT / "experiments"))
 from bench_reference import tiny_net  # noqa: E402
 from paper_scores import DENOISE9, SET5  # noqa: E402
 
-PRESETS = {"sr4": ("superres-x4", "superres-fast"), "sr8": ("superres-x8", "superres-fast"),
-           "denoise": ("denoise", "denoise-fast")}
+PRESETS = {
+    "sr4": ("superres-x4", "superres-fast"),
+    "sr8": ("superres-x8", "superres-fast"),
+    "denoise": ("denoise", "denoise-fast"),
+}
 # name: (task, paper preset, fast preset, image, mask, scorer)
 NOTEBOOKS = {
     "F16 denoise": ("denoise", "denoise", "denoise-fast", "denoising/F16_GT.png", None, "rgb"),
     "zebra x4": ("superres", "superres-x4", "superres-fast", "sr/zebra_GT.png", None, "sr"),
-    "kate inpaint": ("inpaint", "inpaint-kate", "inpaint-fast", "inpainting/kate.png",
-                     "inpainting/kate_mask.png", "rgb"),
-    "vase inpaint": ("inpaint", "inpaint-vase", "inpaint-fast", "inpainting/vase.png",
-                     "inpainting/vase_mask.png", "rgb"),
-    "barbara restore": ("restore", "restore-barbara", "restore-fast", "restoration/barbara.png",
-                        None, "rgb"),
-    "kate restore": ("restore", "restore-kate", "restore-fast", "restoration/kate.png", None,
-                     "rgb"),
+    "kate inpaint": (
+        "inpaint",
+        "inpaint-kate",
+        "inpaint-fast",
+        "inpainting/kate.png",
+        "inpainting/kate_mask.png",
+        "rgb",
+    ),
+    "vase inpaint": (
+        "inpaint",
+        "inpaint-vase",
+        "inpaint-fast",
+        "inpainting/vase.png",
+        "inpainting/vase_mask.png",
+        "rgb",
+    ),
+    "barbara restore": (
+        "restore",
+        "restore-barbara",
+        "restore-fast",
+        "restoration/barbara.png",
+        None,
+        "rgb",
+    ),
+    "kate restore": (
+        "restore",
+        "restore-kate",
+        "restore-fast",
+        "restoration/kate.png",
+        None,
+        "rgb",
+    ),
 }
 
 
@@ -88,9 +116,15 @@ def sr_rows(group, args):
     for name in SET5[: args.limit]:
         hr = io.load_image(args.data_dir / "Set5" / scale / f"{name}.png")
         problem, result, wall = run_fit("superres", preset, hr, args, degrade=True)
-        yield {"group": group, "image": name, "preset": preset.name, "iters": preset.iters,
-               "psnr": psnr_sr(result.output, problem.gt),
-               "psnr_bicubic": psnr_sr(problem.baseline, problem.gt), "wall_s": wall}
+        yield {
+            "group": group,
+            "image": name,
+            "preset": preset.name,
+            "iters": preset.iters,
+            "psnr": psnr_sr(result.output, problem.gt),
+            "psnr_bicubic": psnr_sr(problem.baseline, problem.gt),
+            "wall_s": wall,
+        }
 
 
 def denoise_rows(args):
@@ -100,24 +134,35 @@ def denoise_rows(args):
         gt = io.load_image(d / f"{name}.png")
         noisy = io.load_image(d / "sigma25" / f"{name}.png")
         problem, result, wall = run_fit("denoise", preset, noisy, args, gt=gt)
-        yield {"group": "denoise", "image": name, "preset": preset.name, "iters": preset.iters,
-               "psnr": psnr_np(result.output, problem.gt),
-               "psnr_avg": psnr_np(result.output_avg, problem.gt),
-               "psnr_noisy": psnr_np(problem.target, problem.gt), "wall_s": wall}
+        yield {
+            "group": "denoise",
+            "image": name,
+            "preset": preset.name,
+            "iters": preset.iters,
+            "psnr": psnr_np(result.output, problem.gt),
+            "psnr_avg": psnr_np(result.output_avg, problem.gt),
+            "psnr_noisy": psnr_np(problem.target, problem.gt),
+            "wall_s": wall,
+        }
 
 
 def notebook_rows(args):
     for name, (task, paper, fast, image, mask, scorer) in list(NOTEBOOKS.items())[: args.limit]:
-        preset = adjusted(get_preset(args.preset.get(name) or (fast if args.fast else paper)),
-                          args)
+        preset = adjusted(get_preset(args.preset.get(name) or (fast if args.fast else paper)), args)
         img = io.load_image(args.data_dir / "dip" / image)
         kw = {"degrade": True}  # restoration: a random mask, the image itself the truth
         if mask is not None:
             kw = {"mask": io.load_image(args.data_dir / "dip" / mask), "gt": img}
         problem, result, wall = run_fit(task, preset, img, args, **kw)
         score = psnr_sr if scorer == "sr" else psnr_np
-        row = {"group": "notebooks", "image": name, "preset": preset.name,
-               "iters": preset.iters, "psnr": score(result.output, problem.gt), "wall_s": wall}
+        row = {
+            "group": "notebooks",
+            "image": name,
+            "preset": preset.name,
+            "iters": preset.iters,
+            "psnr": score(result.output, problem.gt),
+            "wall_s": wall,
+        }
         if problem.baseline is not None:
             row["psnr_baseline"] = score(problem.baseline, problem.gt)
         yield row
@@ -146,13 +191,17 @@ def paper_table(rows, paper, group) -> list[str]:
         line("bicubic, paper's images", ref["bicubic"])
         line("bicubic, dipjax's LR", {r["image"]: r["psnr_bicubic"] for r in sel})
         line(f"DIP, paper's images ({dip_key})", ref[dip_key])
-        line(f"dipjax ({sel[0]['preset']}, {sel[0]['iters']} it)",
-             {r["image"]: r["psnr"] for r in sel})
+        line(
+            f"dipjax ({sel[0]['preset']}, {sel[0]['iters']} it)",
+            {r["image"]: r["psnr"] for r in sel},
+        )
     else:
         line("noisy input (shared images)", {r["image"]: r["psnr_noisy"] for r in sel})
         line("DIP, paper's images", paper["denoise"]["deep_prior"])
-        line(f"dipjax last ({sel[0]['preset']}, {sel[0]['iters']} it)",
-             {r["image"]: r["psnr"] for r in sel})
+        line(
+            f"dipjax last ({sel[0]['preset']}, {sel[0]['iters']} it)",
+            {r["image"]: r["psnr"] for r in sel},
+        )
         line("dipjax moving average", {r["image"]: r["psnr_avg"] for r in sel})
     return lines
 
@@ -172,9 +221,12 @@ def write(rows, args, paper):
     out = pathlib.Path(args.out)
     settings = {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()}
     (out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
-    head = (f"seed {args.seed}; " + ("fast presets" if args.fast else "paper presets")
-            + (f", {args.iters} iterations" if args.iters else "")
-            + (f", first {args.limit} images per group" if args.limit < 99 else ""))
+    head = (
+        f"seed {args.seed}; "
+        + ("fast presets" if args.fast else "paper presets")
+        + (f", {args.iters} iterations" if args.iters else "")
+        + (f", first {args.limit} images per group" if args.limit < 99 else "")
+    )
     lines = [head, ""]
     for group in ("sr4", "sr8", "denoise"):
         table = paper_table(rows, paper, group)
@@ -199,8 +251,12 @@ def parse_presets(items) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--groups", nargs="+", default=["sr4", "sr8", "denoise", "notebooks"],
-                    choices=["sr4", "sr8", "denoise", "notebooks"])
+    ap.add_argument(
+        "--groups",
+        nargs="+",
+        default=["sr4", "sr8", "denoise", "notebooks"],
+        choices=["sr4", "sr8", "denoise", "notebooks"],
+    )
     ap.add_argument("--fast", action="store_true", help="each task's fast preset")
     ap.add_argument("--preset", nargs="*", default=[], metavar="GROUP=NAME")
     ap.add_argument("--iters", type=int, default=0, help="override the presets' iterations")
@@ -216,8 +272,12 @@ def main(argv=None):
         sys.exit(f"error: {args.data_dir}: no Set5/ folder; --data-dir must be the shared data")
     pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
     paper = json.loads(pathlib.Path(args.paper).read_text())
-    sources = {"sr4": lambda: sr_rows("sr4", args), "sr8": lambda: sr_rows("sr8", args),
-               "denoise": lambda: denoise_rows(args), "notebooks": lambda: notebook_rows(args)}
+    sources = {
+        "sr4": lambda: sr_rows("sr4", args),
+        "sr8": lambda: sr_rows("sr8", args),
+        "denoise": lambda: denoise_rows(args),
+        "notebooks": lambda: notebook_rows(args),
+    }
     rows = []
     for group in args.groups:
         for row in sources[group]():

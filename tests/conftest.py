@@ -10,8 +10,9 @@ import pytest
 # name their own empty cache.
 from dipjax import compile_cache  # noqa: E402
 
-os.environ.setdefault("DIPJAX_COMPILE_CACHE",
-                      str(compile_cache.default_dir() or tempfile.mkdtemp(prefix="dipjax-")))
+os.environ.setdefault(
+    "DIPJAX_COMPILE_CACHE", str(compile_cache.default_dir() or tempfile.mkdtemp(prefix="dipjax-"))
+)
 if os.environ["DIPJAX_COMPILE_CACHE"].lower() not in ("", "off", "0", "no"):
     compile_cache.enable(os.environ["DIPJAX_COMPILE_CACHE"])
 
@@ -32,8 +33,16 @@ def smooth_image(h=32, w=32, c=3, seed=0):
     return np.clip(np.stack(chans, -1), 0.1, 0.9).astype(np.float32)
 
 
-TINY_NET = NetSpec.of("skip", 4, 3, num_channels_down=[16, 16, 16], num_channels_up=[16, 16, 16],
-                      num_channels_skip=[4, 4, 4], upsample_mode="bilinear", pad="reflection")
+TINY_NET = NetSpec.of(
+    "skip",
+    4,
+    3,
+    num_channels_down=[16, 16, 16],
+    num_channels_up=[16, 16, 16],
+    num_channels_skip=[4, 4, 4],
+    upsample_mode="bilinear",
+    pad="reflection",
+)
 
 
 def tiny_preset(task, **kw):

@@ -1,5 +1,6 @@
 """Many fits at once: shape groups, vmapped batches, memory splits, sharding, many-image CLI
 runs and two-process distributed runs."""
+
 import json
 import os
 import subprocess
@@ -21,8 +22,11 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
 
 def _problems():
-    images = [smooth_image(32, 32, seed=1), smooth_image(16, 24, seed=2),
-              smooth_image(32, 32, seed=3)]
+    images = [
+        smooth_image(32, 32, seed=1),
+        smooth_image(16, 24, seed=2),
+        smooth_image(32, 32, seed=3),
+    ]
     return [api.prepare("denoise", P, im, degrade=True, seed=0) for im in images]
 
 
@@ -48,7 +52,8 @@ def test_vmapped_groups_equal_separate_fits_and_batches_split():
     rep2 = run([probs[0], probs[2]], P, [5], strategy="vmap", chunk=2, max_batch=1)
     split = rep2.fits
     assert rep2.batches == [[1, 1]] and rep2.notes == [
-        "2 fits of size 32x32 run in 2 batches of up to 1 (--max-batch)"]
+        "2 fits of size 32x32 run in 2 batches of up to 1 (--max-batch)"
+    ]
     np.testing.assert_allclose(split[0].output, fits[0].output, atol=1e-4)
     np.testing.assert_allclose(split[1].output, single.output, atol=1e-4)
 
@@ -94,8 +99,13 @@ def test_sharded_over_four_devices_equals_one_device(tmp_path):
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED)
     tests_dir = os.path.dirname(__file__)
-    r = subprocess.run([sys.executable, str(script), tests_dir], capture_output=True, text=True,
-                       timeout=600, env=ENV)
+    r = subprocess.run(
+        [sys.executable, str(script), tests_dir],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=ENV,
+    )
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
 
 
@@ -110,22 +120,42 @@ def image_dir(tmp_path_factory):
 
 
 def _cli(*args, env=ENV, timeout=600):
-    return subprocess.run([sys.executable, "-m", "dipjax.fit", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "dipjax.fit", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.mark.slow
 def test_cli_fits_a_folder_of_images(image_dir, tmp_path):
     out = tmp_path / "out"
-    r = _cli("--task", "denoise", "--image", image_dir, "--degrade", "--iters", 2, "--chunk", 1,
-             "--seeds", 2, "--out", out, "--quiet")
+    r = _cli(
+        "--task",
+        "denoise",
+        "--image",
+        image_dir,
+        "--degrade",
+        "--iters",
+        2,
+        "--chunk",
+        1,
+        "--seeds",
+        2,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     for name in ("a", "b", "c"):
         for f in ("mean.png", "std.npy", "seed_0/output.png", "seed_1/output.png"):
             assert (out / name / f).is_file(), (name, f)
     rows = json.loads((out / "metrics.json").read_text())
     assert sorted((r["image"], str(r["seed"])) for r in rows) == sorted(
-        (n, s) for n in "abc" for s in ("0", "1", "mean"))
+        (n, s) for n in "abc" for s in ("0", "1", "mean")
+    )
     csv_lines = (out / "metrics.csv").read_text().splitlines()
     assert csv_lines[0].startswith("image,path,seed") and len(csv_lines) == 10
     s = json.loads((out / "summary.json").read_text())
@@ -134,12 +164,32 @@ def test_cli_fits_a_folder_of_images(image_dir, tmp_path):
 
 @pytest.mark.slow
 def test_cli_glob_and_bad_entries(image_dir, tmp_path):
-    r = _cli("--task", "denoise", "--image", str(image_dir / "[ab].png"), "--degrade",
-             "--iters", 1, "--chunk", 1, "--out", tmp_path / "g", "--quiet")
+    r = _cli(
+        "--task",
+        "denoise",
+        "--image",
+        str(image_dir / "[ab].png"),
+        "--degrade",
+        "--iters",
+        1,
+        "--chunk",
+        1,
+        "--out",
+        tmp_path / "g",
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "g").iterdir() if p.is_dir()) == ["a", "b"]
-    r = _cli("--task", "denoise", "--image", image_dir / "a.png", image_dir / "notes.txt",
-             "--out", tmp_path / "bad", "--quiet")
+    r = _cli(
+        "--task",
+        "denoise",
+        "--image",
+        image_dir / "a.png",
+        image_dir / "notes.txt",
+        "--out",
+        tmp_path / "bad",
+        "--quiet",
+    )
     assert r.returncode == 2 and "notes.txt" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "bad").exists()
     r = _cli("--task", "denoise", "--image", str(image_dir / "*.jpeg"), "--out", tmp_path / "n")
@@ -155,12 +205,40 @@ def test_two_processes_split_the_images(image_dir, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "dipjax.fit", "--task", "denoise", "--image",
-           str(image_dir / "a.png"), str(image_dir / "b.png"), str(image_dir / "c.png"),
-           "--degrade", "--iters", "1", "--chunk", "1", "--out", str(out), "--quiet",
-           "--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
-    procs = [subprocess.Popen(cmd + ["--process-id", str(i)], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dipjax.fit",
+        "--task",
+        "denoise",
+        "--image",
+        str(image_dir / "a.png"),
+        str(image_dir / "b.png"),
+        str(image_dir / "c.png"),
+        "--degrade",
+        "--iters",
+        "1",
+        "--chunk",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        "--distributed",
+        "--coordinator",
+        f"127.0.0.1:{port}",
+        "--num-processes",
+        "2",
+    ]
+    procs = [
+        subprocess.Popen(
+            cmd + ["--process-id", str(i)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in (0, 1)
+    ]
     results = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in results]
     s0 = json.loads((out / "summary.process0.json").read_text())

@@ -1,5 +1,6 @@
 """The convolution implementations against a direct numpy sum and XLA's own convolution
 gradients."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +17,9 @@ def numpy_conv(x, w, stride, padding):
     y = np.zeros((x.shape[0], ho, wo, w.shape[-1]), np.float64)
     for a in range(k):
         for b in range(k):
-            win = x[:, a: a + stride * (ho - 1) + 1: stride, b: b + stride * (wo - 1) + 1: stride]
+            win = x[
+                :, a : a + stride * (ho - 1) + 1 : stride, b : b + stride * (wo - 1) + 1 : stride
+            ]
             y += np.einsum("nhwc,co->nhwo", win, w[a, b])
     return y
 
@@ -40,8 +43,10 @@ def small_strips(monkeypatch):
 def _arrays(case, seed=0):
     h, w, cin, cout, k, _, _ = case
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(2, h, w, cin)).astype(np.float32),
-            rng.normal(size=(k, k, cin, cout)).astype(np.float32))
+    return (
+        rng.normal(size=(2, h, w, cin)).astype(np.float32),
+        rng.normal(size=(k, k, cin, cout)).astype(np.float32),
+    )
 
 
 @pytest.mark.parametrize("impl", ["xla", "fast", "dot"])
@@ -51,8 +56,9 @@ def test_forward_matches_definition(impl, case):
     stride, padding = case[5], case[6]
     with conv.conv_impl(impl):
         y = jax.jit(lambda x, w: conv.conv2d(x, w, stride, padding))(x, w)
-    np.testing.assert_allclose(np.asarray(y), numpy_conv(x, w, stride, padding),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(y), numpy_conv(x, w, stride, padding), rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("impl", ["fast", "dot"])
@@ -66,6 +72,7 @@ def test_gradients_match_xla(impl, case):
         def loss(x, w):
             with conv.conv_impl(name):
                 return jnp.sum(conv.conv2d(x, w, stride, padding) * r)
+
         return jax.jit(jax.grad(loss, argnums=(0, 1)))(x, w)
 
     for got, want in zip(grads(impl), grads("xla")):
@@ -90,8 +97,9 @@ def test_vmap_with_per_fit_weights_equals_a_loop():
 
     g = jax.jit(jax.vmap(jax.grad(loss, argnums=1)))(xs, ws)
     for i in range(3):
-        np.testing.assert_allclose(np.asarray(g[i]), np.asarray(jax.grad(loss, 1)(xs[i], ws[i])),
-                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            np.asarray(g[i]), np.asarray(jax.grad(loss, 1)(xs[i], ws[i])), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_auto_is_xla_off_the_cpu_and_bad_names_are_refused(monkeypatch):

@@ -1,4 +1,5 @@
 """The blur operator against scipy, the deblurring task, and the total-variation regulariser."""
+
 import json
 
 import jax.numpy as jnp
@@ -21,7 +22,7 @@ def test_gaussian_kernel_is_normalised_symmetric_and_has_its_sigma():
     np.testing.assert_allclose(k, k[::-1, ::-1])
     x = np.arange(-6, 7)
     # the marginal's variance is sigma^2, up to the truncation at 3 sigma
-    assert abs((k.sum(0) * x ** 2).sum() - 4.0) < 0.12
+    assert abs((k.sum(0) * x**2).sum() - 4.0) < 0.12
     np.testing.assert_allclose(parse_blur("gauss:2"), k)
     for bad in ("gauss", "box:2", "gauss:x", "gauss:-1"):
         with pytest.raises(ValueError):
@@ -34,8 +35,10 @@ def test_blur_is_a_convolution_with_mirror_borders():
     k = rng.uniform(size=(5, 3))  # asymmetric: tells convolution from correlation
     k /= k.sum()
     got = np.asarray(blur(jnp.asarray(img), k))
-    want = np.stack([ndimage.convolve(img[0, ..., c].astype(np.float64), k, mode="mirror")
-                     for c in range(3)], -1)
+    want = np.stack(
+        [ndimage.convolve(img[0, ..., c].astype(np.float64), k, mode="mirror") for c in range(3)],
+        -1,
+    )
     np.testing.assert_allclose(got[0], want, atol=1e-5)
 
 
@@ -83,16 +86,31 @@ def test_deblur_kernel_errors(tmp_path):
     with pytest.raises(InputError, match="all black"):
         tasks.blur_kernel(kernel=np.zeros((5, 5, 1)), name="k.png")
     with pytest.raises(InputError, match="larger than the image"):
-        tasks.prepare_deblur(np.zeros((8, 8, 3), np.float32), tiny_preset("deblur", crop=0),
-                             kernel=gaussian_kernel(3.0))
+        tasks.prepare_deblur(
+            np.zeros((8, 8, 3), np.float32),
+            tiny_preset("deblur", crop=0),
+            kernel=gaussian_kernel(3.0),
+        )
     save_png(tmp_path / "k.png", np.zeros((5, 5, 1)))
-    rc = main(["--task", "deblur", "--kernel", str(tmp_path / "k.png"), "--out",
-               str(tmp_path / "o"), "--quiet"])
+    rc = main(
+        [
+            "--task",
+            "deblur",
+            "--kernel",
+            str(tmp_path / "k.png"),
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ]
+    )
     assert rc == 2 and not (tmp_path / "o").exists()
-    assert main(["--task", "deblur", "--blur", "box:3", "--quiet",
-                 "--out", str(tmp_path / "o2")]) == 2
-    assert main(["--task", "denoise", "--blur", "gauss:1", "--quiet",
-                 "--out", str(tmp_path / "o3")]) == 2
+    assert (
+        main(["--task", "deblur", "--blur", "box:3", "--quiet", "--out", str(tmp_path / "o2")]) == 2
+    )
+    assert (
+        main(["--task", "denoise", "--blur", "gauss:1", "--quiet", "--out", str(tmp_path / "o3")])
+        == 2
+    )
 
 
 @pytest.mark.slow
@@ -102,9 +120,24 @@ def test_cli_deblur_with_a_kernel_image(tmp_path):
     save_png(tmp_path / "k.png", k)
     save_png(tmp_path / "clean.png", np.tile(_blocks(), (2, 2, 1)))
     out = tmp_path / "o"
-    rc = main(["--task", "deblur", "--image", str(tmp_path / "clean.png"), "--degrade",
-               "--kernel", str(tmp_path / "k.png"), "--iters", "2", "--chunk", "1",
-               "--out", str(out), "--quiet"])
+    rc = main(
+        [
+            "--task",
+            "deblur",
+            "--image",
+            str(tmp_path / "clean.png"),
+            "--degrade",
+            "--kernel",
+            str(tmp_path / "k.png"),
+            "--iters",
+            "2",
+            "--chunk",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["task"] == "deblur" and "psnr_baseline" in s["fits"][0]["final"]

@@ -1,4 +1,5 @@
 """ES-WMV: the detector on a closed-form trajectory, and inside real (tiny) fits."""
+
 import json
 
 import jax
@@ -37,17 +38,17 @@ def test_detector_finds_the_turn_of_a_fit_that_learns_then_overfits():
     best = int(np.argmin(err)) + 1
     window, patience = 50, 200
     es, var = _detect(jnp.asarray(xs, jnp.float32), window, patience)
-    assert np.isnan(np.asarray(var[: window - 1])).all() and np.isfinite(var[window - 1:]).all()
+    assert np.isnan(np.asarray(var[: window - 1])).all() and np.isfinite(var[window - 1 :]).all()
     assert bool(es["fired"])
     assert abs(int(es["best_iter"]) - best) <= window, (int(es["best_iter"]), best)
     # it fires exactly `patience` steps after the last minimum
     assert int(es["fired_at"]) == int(es["best_iter"]) + patience
-    np.testing.assert_allclose(np.asarray(es["best_out"]), xs[int(es["best_iter"]) - 1],
-                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(es["best_out"]), xs[int(es["best_iter"]) - 1], atol=1e-6)
     # the variance it reports is the window's variance, computed here independently
     k = int(es["best_iter"])  # the window of iterations k - window + 1 .. k
-    np.testing.assert_allclose(float(es["best_var"]), xs[k - window: k].var(axis=0).mean(),
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        float(es["best_var"]), xs[k - window : k].var(axis=0).mean(), rtol=1e-4
+    )
 
 
 def test_detector_does_not_fire_while_the_variance_keeps_falling():
@@ -65,8 +66,9 @@ def noisy_problem():
 
 @pytest.mark.slow
 def test_halt_stops_at_the_chunk_where_it_fires_and_mark_runs_on(noisy_problem):
-    p = tiny_preset("denoise", iters=60, reg_noise_std=0.0, early_stop="halt", es_window=5,
-                    es_patience=3)
+    p = tiny_preset(
+        "denoise", iters=60, reg_noise_std=0.0, early_stop="halt", es_window=5, es_patience=3
+    )
     halted = fit_problem(noisy_problem, p, chunk=5)
     es = halted.early_stop
     assert es["fired"] and not halted.interrupted
@@ -86,10 +88,28 @@ def test_halt_stops_at_the_chunk_where_it_fires_and_mark_runs_on(noisy_problem):
 @pytest.mark.slow
 def test_cli_writes_the_early_stopping_output(tmp_path):
     out = tmp_path / "o"
-    rc = main(["--task", "denoise", "--preset", "denoise-fast", "--iters", "6",
-               "--early-stop", "--es-window", "4", "--es-patience", "2", "--chunk", "1",
-               "--out", str(out),
-               "--quiet", "--image", str(_small_png(tmp_path))])
+    rc = main(
+        [
+            "--task",
+            "denoise",
+            "--preset",
+            "denoise-fast",
+            "--iters",
+            "6",
+            "--early-stop",
+            "--es-window",
+            "4",
+            "--es-patience",
+            "2",
+            "--chunk",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+            "--image",
+            str(_small_png(tmp_path)),
+        ]
+    )
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["hyperparameters"]["early_stop"] == "mark"

@@ -1,4 +1,5 @@
 """A vmapped K-seed ensemble equals K separate fits with the same seeds."""
+
 import numpy as np
 import pytest
 from conftest import smooth_image, tiny_preset
@@ -24,8 +25,9 @@ def test_vmapped_seeds_equal_separate_fits():
     np.testing.assert_allclose(outs, np.stack([f.output for f in seq.fits]), atol=1e-4)
     np.testing.assert_allclose(outs[1], single.output, atol=1e-4)
     for fe, fs in zip(ens.fits, seq.fits):
-        np.testing.assert_allclose([h["loss"] for h in fe.history],
-                                   [h["loss"] for h in fs.history], rtol=1e-5)
+        np.testing.assert_allclose(
+            [h["loss"] for h in fe.history], [h["loss"] for h in fs.history], rtol=1e-5
+        )
     assert not np.allclose(outs[0], outs[1], atol=1e-3)  # the seeds differ
     stats = ensemble_stats(ens.fits)
     # against an independent two-sample formula: std = |a - b| / 2
@@ -35,5 +37,6 @@ def test_vmapped_seeds_equal_separate_fits():
     assert stats["final"]["seeds"] == [3, 7] and len(stats["final"]["per_seed"]) == 2
     u = uncertainty_map(stats["std"])
     assert u.shape == (32, 32, 1) and u.max() == pytest.approx(1.0)
-    np.testing.assert_allclose(u[..., 0], stats["std"].mean(-1) / stats["std"].mean(-1).max(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        u[..., 0], stats["std"].mean(-1) / stats["std"].mean(-1).max(), rtol=1e-6
+    )

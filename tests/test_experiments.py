@@ -1,5 +1,6 @@
 """Smoke tests of the benchmark scripts with tiny settings (the numbers they print are not
 checked here; their shape and plumbing are)."""
+
 import json
 import os
 import pathlib
@@ -15,8 +16,13 @@ pytestmark = pytest.mark.slow  # every test runs a script in a subprocess
 
 
 def _run(script, *args, timeout=600):
-    return subprocess.run([sys.executable, str(ROOT / "experiments" / script), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+    )
 
 
 @pytest.mark.parametrize("with_reference", [False, True])
@@ -24,8 +30,19 @@ def test_bench_reference_smoke(tmp_path, with_reference):
     if with_reference and not REFERENCE:
         pytest.skip("set DIPJAX_REFERENCE_DIR to a deep-image-prior checkout (needs torch)")
     reference = REFERENCE if with_reference else None
-    args = ["--tiny", "--sizes", 16, "--recipes", "denoise", "--iters", 1, "--warmup", 1,
-            "--out", tmp_path] + (["--reference-dir", reference] if reference else [])
+    args = [
+        "--tiny",
+        "--sizes",
+        16,
+        "--recipes",
+        "denoise",
+        "--iters",
+        1,
+        "--warmup",
+        1,
+        "--out",
+        tmp_path,
+    ] + (["--reference-dir", reference] if reference else [])
     r = _run("bench_reference.py", *args)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
@@ -41,8 +58,21 @@ def test_bench_reference_refuses_a_folder_that_is_not_a_checkout(tmp_path):
 
 
 def test_bench_batching_smoke(tmp_path):
-    r = _run("bench_batching.py", "--preset", "denoise-fast", "--sizes", 32, "--ks", 2,
-             "--repeats", 1, "--convs", "dot", "--out", tmp_path)
+    r = _run(
+        "bench_batching.py",
+        "--preset",
+        "denoise-fast",
+        "--sizes",
+        32,
+        "--ks",
+        2,
+        "--repeats",
+        1,
+        "--convs",
+        "dot",
+        "--out",
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert [(x["size"], x["k"], x["conv"]) for x in rows] == [(32, 2, "dot")]
@@ -66,12 +96,29 @@ def test_reproduce_smoke(tmp_path):
     _image(data / "denoise9" / "sigma25" / "F16.png", 64, 2)
     _image(data / "dip" / "denoising" / "F16_GT.png", 64, 3)
     out = tmp_path / "out"
-    r = _run("reproduce.py", "--data-dir", data, "--groups", "sr4", "denoise", "notebooks",
-             "--tiny", "--iters", 2, "--limit", 1, "--out", out)
+    r = _run(
+        "reproduce.py",
+        "--data-dir",
+        data,
+        "--groups",
+        "sr4",
+        "denoise",
+        "notebooks",
+        "--tiny",
+        "--iters",
+        2,
+        "--limit",
+        1,
+        "--out",
+        out,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(x["group"], x["image"]) for x in rows] == [
-        ("sr4", "baby"), ("denoise", "F16"), ("notebooks", "F16 denoise")]
+        ("sr4", "baby"),
+        ("denoise", "F16"),
+        ("notebooks", "F16 denoise"),
+    ]
     assert all(x["iters"] == 2 and 0 < x["psnr"] < 100 for x in rows)
     table = (out / "table.md").read_text()
     # The paper's column is the committed scores of the published images (x4 baby: 31.49 dB).

@@ -1,4 +1,5 @@
 """Short fits per task on tiny images, determinism, backtracking and divergence handling."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,10 +24,11 @@ CASES = {
     "denoise": (smooth_image(), dict(sigma=50, iters=150)),
     "superres": (shapes_image(), dict(scale=2, iters=200, reg_noise_std=0.0, crop=16)),
     "inpaint": (smooth_image(), dict(mask_kind="random", keep=0.5, iters=150)),
-    "restore": (smooth_image(), dict(mask_kind="random", keep=0.5, iters=150,
-                                     backtrack_every=50)),
-    "flash-no-flash": (smooth_image(), dict(input_kind="image", input_depth=3, iters=150,
-                                            reg_noise_std=0.0)),
+    "restore": (smooth_image(), dict(mask_kind="random", keep=0.5, iters=150, backtrack_every=50)),
+    "flash-no-flash": (
+        smooth_image(),
+        dict(input_kind="image", input_depth=3, iters=150, reg_noise_std=0.0),
+    ),
 }
 
 
@@ -64,8 +66,10 @@ def _tiny_step_setup(**step_kw):
 
 
 def _same(a, b):
-    return all(np.array_equal(x, y) for x, y in
-               zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    return all(
+        np.array_equal(x, y)
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    )
 
 
 def test_nan_loss_rolls_back_and_lowers_the_learning_rate():
@@ -150,7 +154,13 @@ def test_a_fit_that_never_recovers_is_marked_diverged():
     from dipjax import fit_operator
 
     shape = (16, 16, 1)
-    res = fit_operator(lambda x: x * jnp.nan, np.zeros(shape, np.float32), shape, iters=3,
-                       chunk=1, **TINY_OVERRIDES)
+    res = fit_operator(
+        lambda x: x * jnp.nan,
+        np.zeros(shape, np.float32),
+        shape,
+        iters=3,
+        chunk=1,
+        **TINY_OVERRIDES,
+    )
     assert res.diverged and all(h["diverged"] for h in res.history)
     assert res.history[-1]["lr"] < res.history[0]["lr"]

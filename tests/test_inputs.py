@@ -8,9 +8,10 @@ from dipjax.inputs import make_input, meshgrid_input, noise_input, perturb
 def test_meshgrid_matches_reference_4x5():
     z = np.asarray(meshgrid_input((4, 5)))
     assert z.shape == (1, 4, 5, 2)
-    np.testing.assert_allclose(z[0, :, :, 0], [[0, .25, .5, .75, 1]] * 4)
-    np.testing.assert_allclose(z[0, :, :, 1], np.repeat([[0], [1 / 3], [2 / 3], [1]], 5, 1),
-                               rtol=1e-6)
+    np.testing.assert_allclose(z[0, :, :, 0], [[0, 0.25, 0.5, 0.75, 1]] * 4)
+    np.testing.assert_allclose(
+        z[0, :, :, 1], np.repeat([[0], [1 / 3], [2 / 3], [1]], 5, 1), rtol=1e-6
+    )
 
 
 def test_uniform_noise_is_scaled_and_not_centred():

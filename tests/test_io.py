@@ -1,4 +1,5 @@
 """Image loading across formats, and a property test over shapes, channels and dtypes."""
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -46,10 +47,14 @@ def test_missing_folder_not_image_truncated(tmp_path):
         load_image(tmp_path / "cut.jpg")
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(h=st.integers(1, 40), w=st.integers(1, 40), mode=st.sampled_from(["L", "RGB", "RGBA",
-                                                                       "I;16", "P", "LA"]))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    mode=st.sampled_from(["L", "RGB", "RGBA", "I;16", "P", "LA"]),
+)
 def test_loader_round_trip_property(tmp_path, h, w, mode):
     rng = np.random.default_rng(h * 100 + w)
     if mode == "I;16":

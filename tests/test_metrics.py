@@ -1,4 +1,5 @@
 """The paper's super-resolution score: luma PSNR with the evaluation script's border."""
+
 import math
 
 import numpy as np

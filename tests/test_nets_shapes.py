@@ -1,5 +1,6 @@
 """Property test: output shapes of the generators over input sizes and channel counts, against
 the reference's rules (FACTS.md section 5)."""
+
 import jax
 import jax.numpy as jnp
 from hypothesis import given, settings
@@ -14,12 +15,12 @@ def out_shape(net, shape):
 
 
 @settings(max_examples=12, deadline=None)
-@given(h=st.integers(9, 70), w=st.integers(9, 70), cin=st.integers(1, 5),
-       cout=st.integers(1, 4))
+@given(h=st.integers(9, 70), w=st.integers(9, 70), cin=st.integers(1, 5), cout=st.integers(1, 4))
 def test_all_skip_net_keeps_any_size(h, w, cin, cout):
     # With a skip connection at every scale the centre crops give back H x W exactly.
-    net = skip(cin, cout, [4, 4, 4], [4, 4, 4], [2, 2, 2], pad="reflection",
-               upsample_mode="bilinear")
+    net = skip(
+        cin, cout, [4, 4, 4], [4, 4, 4], [2, 2, 2], pad="reflection", upsample_mode="bilinear"
+    )
     assert out_shape(net, (1, h, w, cin)) == (1, h, w, cout)
 
 

@@ -1,4 +1,5 @@
 """Deep Image Prior with a user's own forward operator (the ``operator=`` API)."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -17,8 +18,15 @@ def test_compressed_sensing_beats_the_minimum_norm_solution():
     A = (rng.normal(size=(m, n)) / np.sqrt(m)).astype(np.float32)
     y = A @ gt.ravel()
     baseline = np.clip((np.linalg.pinv(A) @ y).reshape(gt.shape), 0, 1)
-    res = dipjax.fit_operator(lambda x: jnp.asarray(A) @ x.ravel(), y, gt.shape, gt=gt,
-                              baseline=baseline, iters=300, **TINY_OVERRIDES)
+    res = dipjax.fit_operator(
+        lambda x: jnp.asarray(A) @ x.ravel(),
+        y,
+        gt.shape,
+        gt=gt,
+        baseline=baseline,
+        iters=300,
+        **TINY_OVERRIDES,
+    )
     assert res.final["psnr_baseline"] == pytest.approx(psnr_np(baseline, gt))
     assert res.final["psnr_gt"] > res.final["psnr_baseline"] + 3.0, res.final
 

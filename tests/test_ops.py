@@ -1,4 +1,5 @@
 """Downsampler, resampling and LR/HR preparation against the reference's fixtures and FACTS.md."""
+
 import json
 import pathlib
 
@@ -27,25 +28,44 @@ def test_lanczos_kernels_match_reference(kind, f):
 
 
 def test_other_kernels_match_reference():
-    np.testing.assert_allclose(downsampler_kernel(2, "gauss12", 0), OPS["kernel_gauss12_x2"],
-                               atol=1e-12)
-    np.testing.assert_allclose(downsampler_kernel(4, "gauss1sq2", 0), OPS["kernel_gauss1sq2_x4"],
-                               atol=1e-12)
-    np.testing.assert_allclose(downsampler_kernel(4, "box", 0.5, kernel_width=5),
-                               OPS["kernel_box_w5_x4"], atol=1e-12)
+    np.testing.assert_allclose(
+        downsampler_kernel(2, "gauss12", 0), OPS["kernel_gauss12_x2"], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        downsampler_kernel(4, "gauss1sq2", 0), OPS["kernel_gauss1sq2_x4"], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        downsampler_kernel(4, "box", 0.5, kernel_width=5), OPS["kernel_box_w5_x4"], atol=1e-12
+    )
     np.testing.assert_allclose(
         downsampler_kernel(3, "lanczos", 0, kernel_width=13, support=2),
-        OPS["kernel_lanczos_phase0_x3"], atol=1e-12)
+        OPS["kernel_lanczos_phase0_x3"],
+        atol=1e-12,
+    )
 
 
 def test_lanczos2_x4_kernel_matches_facts_numbers():
     # FACTS.md section 2: first row of the 2-D kernel and the 1-D factor.
-    row = [1.1350403751475116e-06, 1.0389294380079366e-05, 2.171674838705858e-05,
-           1.5850648064267786e-05, -2.6202091698075332e-05, -0.00010510906219336351]
+    row = [
+        1.1350403751475116e-06,
+        1.0389294380079366e-05,
+        2.171674838705858e-05,
+        1.5850648064267786e-05,
+        -2.6202091698075332e-05,
+        -0.00010510906219336351,
+    ]
     np.testing.assert_allclose(downsampler_kernel(4, "lanczos2", 0.5)[0, :6], row, rtol=1e-10)
     k1 = kernel_1d(4, "lanczos2", 0.5)
-    np.testing.assert_allclose(k1[:4], [-0.0010653827364602414, -0.009751701453881295,
-                                        -0.020383987504071048, -0.014877890847876822], rtol=1e-10)
+    np.testing.assert_allclose(
+        k1[:4],
+        [
+            -0.0010653827364602414,
+            -0.009751701453881295,
+            -0.020383987504071048,
+            -0.014877890847876822,
+        ],
+        rtol=1e-10,
+    )
     np.testing.assert_allclose(k1, k1[::-1])
 
 
@@ -58,8 +78,9 @@ def test_downsampler_matches_reference(name):
 
 def test_gauss_downsampler_matches_reference():
     y = Downsampler(2, "gauss12", phase=0)(nhwc(OPS["down_input"]))
-    np.testing.assert_allclose(np.asarray(y).transpose(0, 3, 1, 2), OPS["down_gauss12_x2"],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(y).transpose(0, 3, 1, 2), OPS["down_gauss12_x2"], atol=1e-5
+    )
 
 
 def test_downsampler_facts_end_to_end():

@@ -1,5 +1,6 @@
 """Parity with the reference PyTorch code, from fixtures made by
 experiments/make_reference_fixtures.py (torch is not needed here)."""
+
 import json
 import pathlib
 
@@ -21,28 +22,68 @@ VARIANTS = {
     "denoising_F16_odd": RECIPE_NETS["denoising_F16"],
     "inpaint_library_UNET_odd": RECIPE_NETS["inpaint_library_UNET"],
     "variant_skip_zero_lanczos2_elu": NetSpec.of(
-        "skip", 4, 3, [8, 16, 32], [8, 16, 32], [2, 2, 2], filter_size_down=[3, 5, 3],
-        filter_size_up=[3, 3, 5], filter_skip_size=3, need_sigmoid=False, pad="zero",
-        upsample_mode="bilinear", downsample_mode="lanczos2", act_fun="ELU", need1x1_up=False),
+        "skip",
+        4,
+        3,
+        [8, 16, 32],
+        [8, 16, 32],
+        [2, 2, 2],
+        filter_size_down=[3, 5, 3],
+        filter_size_up=[3, 3, 5],
+        filter_skip_size=3,
+        need_sigmoid=False,
+        pad="zero",
+        upsample_mode="bilinear",
+        downsample_mode="lanczos2",
+        act_fun="ELU",
+        need1x1_up=False,
+    ),
     "variant_skip_mixed_down_swish": NetSpec.of(
-        "skip", 3, 2, [8, 8, 8, 8], [8, 8, 8, 8], [0, 4, 0, 4],
-        downsample_mode=["max", "avg", "stride", "lanczos3"], upsample_mode="nearest",
-        act_fun="Swish", pad="reflection"),
-    "variant_skip_relu_none": NetSpec.of("skip", 3, 3, [8, 8], [8, 8], [4, 4], act_fun="ReLU",
-                                         pad="reflection", need_bias=False),
-    "variant_skip_act_none": NetSpec.of("skip", 3, 3, [8, 8], [8, 8], [4, 4], act_fun="none",
-                                        pad="zero"),
+        "skip",
+        3,
+        2,
+        [8, 8, 8, 8],
+        [8, 8, 8, 8],
+        [0, 4, 0, 4],
+        downsample_mode=["max", "avg", "stride", "lanczos3"],
+        upsample_mode="nearest",
+        act_fun="Swish",
+        pad="reflection",
+    ),
+    "variant_skip_relu_none": NetSpec.of(
+        "skip", 3, 3, [8, 8], [8, 8], [4, 4], act_fun="ReLU", pad="reflection", need_bias=False
+    ),
+    "variant_skip_act_none": NetSpec.of(
+        "skip", 3, 3, [8, 8], [8, 8], [4, 4], act_fun="none", pad="zero"
+    ),
     "variant_unet_bilinear_batch_concat": NetSpec.of(
-        "UNet", 3, 3, feature_scale=16, more_layers=0, concat_x=True, upsample_mode="bilinear",
-        pad="reflection", norm_layer="batch"),
+        "UNet",
+        3,
+        3,
+        feature_scale=16,
+        more_layers=0,
+        concat_x=True,
+        upsample_mode="bilinear",
+        pad="reflection",
+        norm_layer="batch",
+    ),
     "variant_unet_nearest_nonorm": NetSpec.of(
-        "UNet", 2, 3, feature_scale=16, upsample_mode="nearest", pad="zero", norm_layer="none",
-        need_sigmoid=False),
-    "variant_resnet_plain_elu": NetSpec.of("ResNet", 2, 3, 2, 8, need_residual=False,
-                                           act_fun="ELU"),
+        "UNet",
+        2,
+        3,
+        feature_scale=16,
+        upsample_mode="nearest",
+        pad="zero",
+        norm_layer="none",
+        need_sigmoid=False,
+    ),
+    "variant_resnet_plain_elu": NetSpec.of(
+        "ResNet", 2, 3, 2, 8, need_residual=False, act_fun="ELU"
+    ),
     "variant_texture_nets": NetSpec.of("texture_nets", inp=3, pad="zero"),
-    "variant_texture_nets_reflection": NetSpec.of("texture_nets", inp=2, ratios=[8, 4, 2, 1],
-                                                  pad="reflection", need_sigmoid=True),
+    "variant_texture_nets_reflection": NetSpec.of(
+        "texture_nets", inp=2, ratios=[8, 4, 2, 1], pad="reflection", need_sigmoid=True
+    ),
     "variant_dcgan": NetSpec.of("dcgan", inp=2, ndf=8, num_ups=5),
     "variant_dcgan_upsample": NetSpec.of("dcgan", inp=2, ndf=8, num_ups=4, need_convT=False),
 }
@@ -84,12 +125,22 @@ def test_forward_matches_reference(name):
 
 def test_recipe_counts_match_facts_table():
     # The counts FACTS.md measured at the notebooks' settings, independent of our fixtures.
-    facts = {"denoising_F16": 2217831, "denoising_snail_jpeg": 572827, "sr_x4": 2217831,
-             "sr_x8": 2217831, "inpaint_vase": 2157955, "inpaint_kate": 3002627,
-             "inpaint_library_skip_depth6": 2996467, "inpaint_library_skip_depth4": 1060339,
-             "inpaint_library_skip_depth2": 59635, "inpaint_library_UNET": 1616315,
-             "inpaint_library_ResNet": 158979, "restoration_barbara": 2217573,
-             "restoration_kate": 1027379, "flash_no_flash": 2184307}
+    facts = {
+        "denoising_F16": 2217831,
+        "denoising_snail_jpeg": 572827,
+        "sr_x4": 2217831,
+        "sr_x8": 2217831,
+        "inpaint_vase": 2157955,
+        "inpaint_kate": 3002627,
+        "inpaint_library_skip_depth6": 2996467,
+        "inpaint_library_skip_depth4": 1060339,
+        "inpaint_library_skip_depth2": 59635,
+        "inpaint_library_UNET": 1616315,
+        "inpaint_library_ResNet": 158979,
+        "restoration_barbara": 2217573,
+        "restoration_kate": 1027379,
+        "flash_no_flash": 2184307,
+    }
     for name, count in facts.items():
         assert META[name]["params"] == count, name
 

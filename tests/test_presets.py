@@ -1,5 +1,6 @@
 """Every preset builds its generator and step at the preset's own sizes (shapes only, no
 compute), and preset fields are validated where they are set."""
+
 import math
 
 import jax
@@ -25,12 +26,14 @@ def test_every_preset_builds_under_eval_shape(name):
         problem = tasks.Problem("superres", tasks.Measure("downsample", p.scale), lr, hw)
     else:
         img = np.zeros(hw + (3,), np.float32)
-        problem = tasks.Problem(p.task, tasks.Measure(), img, hw,
-                                net_image=img if p.input_kind == "image" else None)
+        problem = tasks.Problem(
+            p.task, tasks.Measure(), img, hw, net_image=img if p.input_kind == "image" else None
+        )
     net, z, batch = build.problem_arrays(problem, p, 0)
     tx = make_optimizer(p.lr)
-    state = jax.eval_shape(lambda k, x: init_state(net, tx, k, x, build.es_window(p)),
-                           jax.random.key(0), z)
+    state = jax.eval_shape(
+        lambda k, x: init_state(net, tx, k, x, build.es_window(p)), jax.random.key(0), z
+    )
     step = build.preset_step(net, tx, problem, p)
     new, metrics = jax.eval_shape(step, state, batch)
     assert jax.tree_util.tree_structure(new) == jax.tree_util.tree_structure(state)
@@ -38,16 +41,19 @@ def test_every_preset_builds_under_eval_shape(name):
     assert metrics["loss"].shape == ()
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("early_stop", "typo", "must be off, mark, halt"),
-    ("init_style", "typo", "must be modern or legacy"),
-    ("lr", math.inf, "must be a finite number"),
-    ("lr", -1.0, "must be a finite number in (0, 10]"),
-    ("iters", 0, "must be an integer > 0"),
-    ("keep", 0.0, "must be in (0, 1]"),
-    ("blur", "box:3", "blur must be 'gauss:SIGMA'"),
-    ("es_window", 1, "must be an integer >= 2"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("early_stop", "typo", "must be off, mark, halt"),
+        ("init_style", "typo", "must be modern or legacy"),
+        ("lr", math.inf, "must be a finite number"),
+        ("lr", -1.0, "must be a finite number in (0, 10]"),
+        ("iters", 0, "must be an integer > 0"),
+        ("keep", 0.0, "must be in (0, 1]"),
+        ("blur", "box:3", "blur must be 'gauss:SIGMA'"),
+        ("es_window", 1, "must be an integer >= 2"),
+    ],
+)
 def test_bad_fields_are_refused_by_name(field, value, message):
     with pytest.raises(ParameterError, match=f"^{field}=") as e:
         tiny_preset("denoise").replace(**{field: value})

@@ -1,4 +1,5 @@
 """Interrupt a CLI run with SIGINT, resume it, and get the uninterrupted run's bytes."""
+
 import json
 import os
 import signal
@@ -23,31 +24,68 @@ def png(tmp_path_factory):
 
 
 def args(png, out, iters=30, seeds=1):
-    return [sys.executable, "-m", "dipjax.fit", "--task", "denoise", "--image", str(png),
-            "--degrade", "--iters", str(iters), "--checkpoint-every", "10", "--chunk", "1",
-            "--seed", "5", "--seeds", str(seeds), "--quiet", "--out", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "dipjax.fit",
+        "--task",
+        "denoise",
+        "--image",
+        str(png),
+        "--degrade",
+        "--iters",
+        str(iters),
+        "--checkpoint-every",
+        "10",
+        "--chunk",
+        "1",
+        "--seed",
+        "5",
+        "--seeds",
+        str(seeds),
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 # With one seed: interrupted after the first periodic checkpoint. With four: after the first
 # seed finished (its result kept in the checkpoint) and while the others run.
-CASES = {1: ("checkpoint/state/*", ("output.png", "output_avg.png", "metrics.jsonl")),
-         4: ("checkpoint/done/*.json", ("mean.png", "std.npy", "seed_5/output.png",
-                                        "seed_6/metrics.jsonl", "seed_8/output_avg.png",
-                                        "seed_8/metrics.jsonl", "metrics.csv"))}
+CASES = {
+    1: ("checkpoint/state/*", ("output.png", "output_avg.png", "metrics.jsonl")),
+    4: (
+        "checkpoint/done/*.json",
+        (
+            "mean.png",
+            "std.npy",
+            "seed_5/output.png",
+            "seed_6/metrics.jsonl",
+            "seed_8/output_avg.png",
+            "seed_8/metrics.jsonl",
+            "metrics.csv",
+        ),
+    ),
+}
 
 
 @pytest.mark.parametrize("seeds, sig", [(1, signal.SIGTERM), (4, signal.SIGINT)])
 def test_interrupt_then_resume_is_bit_identical(png, tmp_path, seeds, sig):
     wait_for, compare = CASES[seeds]
     iters = 30 if seeds == 1 else 40
-    full = subprocess.run(args(png, tmp_path / "full", iters, seeds), env=ENV,
-                          capture_output=True, text=True, timeout=600)
+    full = subprocess.run(
+        args(png, tmp_path / "full", iters, seeds),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert full.returncode == 0, full.stderr
     assert not (tmp_path / "full" / "checkpoint").exists()
 
     out = tmp_path / "cut"
-    proc = subprocess.Popen(args(png, out, iters, seeds), env=ENV, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        args(png, out, iters, seeds), env=ENV, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 300
     while not list(out.glob(wait_for)) and time.time() < deadline:
         time.sleep(0.02)
@@ -62,8 +100,13 @@ def test_interrupt_then_resume_is_bit_identical(png, tmp_path, seeds, sig):
     first = out if seeds == 1 else out / "seed_5"
     assert (first / "output.png").is_file()
 
-    resumed = subprocess.run([sys.executable, "-m", "dipjax.fit", "--resume", str(out),
-                              "--quiet"], env=ENV, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "dipjax.fit", "--resume", str(out), "--quiet"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr
     for name in compare:
         assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
@@ -71,9 +114,23 @@ def test_interrupt_then_resume_is_bit_identical(png, tmp_path, seeds, sig):
 
 
 def test_resume_refuses_flags_that_would_change_the_run(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "dipjax.fit", "--resume", str(tmp_path),
-                        "--iters", "30", "--task", "inpaint"], env=ENV, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dipjax.fit",
+            "--resume",
+            str(tmp_path),
+            "--iters",
+            "30",
+            "--task",
+            "inpaint",
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "--task, --iters cannot change them" in r.stderr
 
 
@@ -81,8 +138,9 @@ def test_a_folder_left_with_only_its_record_can_be_rerun(png, tmp_path):
     out = tmp_path / "o"
     out.mkdir()
     (out / "run.json").write_text("{}")  # a run that died before writing anything
-    r = subprocess.run(args(png, out, iters=1), env=ENV, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        args(png, out, iters=1), env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "run.json").read_text())["iters"] == 1
 
@@ -93,14 +151,20 @@ def test_a_second_process_on_the_same_folder_is_refused(png, tmp_path):
     out = tmp_path / "busy"
     out.mkdir()
     runfolder.lock(out)  # this test process holds the folder
-    r = subprocess.run(args(png, out, iters=1), env=ENV, capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(
+        args(png, out, iters=1), env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 2 and "another dipjax run is writing there now" in r.stderr
 
 
 def test_resume_of_a_folder_without_run_is_an_error(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "dipjax.fit", "--resume", str(tmp_path)],
-                       env=ENV, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "dipjax.fit", "--resume", str(tmp_path)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "no run.json" in r.stderr
 
 
@@ -110,10 +174,20 @@ def test_overwrite_clears_the_old_runs_checkpoint(png, tmp_path):
     (out / "checkpoint" / "done" / "p0_s0.json").write_text("{}")
     (out / "run.json").write_text("{}")
     (out / "keep.txt").write_text("not ours")
-    r = subprocess.run(args(png, out, iters=2) + ["--overwrite"], env=ENV, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        args(png, out, iters=2) + ["--overwrite"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     assert not (out / "checkpoint").exists() and (out / "keep.txt").is_file()
-    r = subprocess.run([sys.executable, "-m", "dipjax.fit", "--resume", str(out)], env=ENV,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "dipjax.fit", "--resume", str(out)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "no checkpoint there" in r.stderr

@@ -29,7 +29,8 @@ def test_superres_measure_compares_at_low_resolution(image):
     const = p.measure(jnp.full((1, 32, 32, 3), 0.3))
     np.testing.assert_allclose(np.asarray(const), 0.3, atol=1e-6)
     assert isinstance(p.measure, tasks.Measure) and hash(p.measure) == hash(
-        tasks.Measure("downsample", 4, "lanczos2"))
+        tasks.Measure("downsample", 4, "lanczos2")
+    )
 
 
 def test_gaussian_noise_has_the_requested_std():
@@ -56,7 +57,8 @@ def test_jpeg_roundtrip_degrades(image):
 def test_generated_masks():
     hw = (64, 96)
     assert degrade.bernoulli_mask(hw, 0.3, np.random.default_rng(0)).mean() == pytest.approx(
-        0.3, abs=0.03)
+        0.3, abs=0.03
+    )
     t = degrade.text_mask(hw)
     assert t.shape == (64, 96, 1) and 0.5 < t.mean() < 0.99
     r = degrade.rect_mask(hw, 0.5)
@@ -65,8 +67,9 @@ def test_generated_masks():
 
 def test_mask_file_size_must_match(image):
     with pytest.raises(InputError, match="differs"):
-        tasks.prepare_masked("inpaint", image, tiny_preset("inpaint"),
-                             mask=np.ones((16, 16, 1), np.float32))
+        tasks.prepare_masked(
+            "inpaint", image, tiny_preset("inpaint"), mask=np.ones((16, 16, 1), np.float32)
+        )
 
 
 def test_empty_mask_is_refused():

@@ -1,4 +1,5 @@
 """The reference's DCGAN-style generator (``models/dcgan.py``)."""
+
 from __future__ import annotations
 
 import flax.linen as nn
@@ -30,8 +31,9 @@ class DCGAN(nn.Module):
         i = 3
         for _ in range(self.num_ups - 3):
             if self.need_convT:
-                x = ConvTranspose2d(ndf, ndf, 4, 2, 1, use_bias=False, init_style=style,
-                                    name=str(i))(x)
+                x = ConvTranspose2d(
+                    ndf, ndf, 4, 2, 1, use_bias=False, init_style=style, name=str(i)
+                )(x)
                 x = BatchNorm2d(ndf, init_style=style, name=str(i + 1))(x)
                 i += 3
             else:
@@ -46,7 +48,16 @@ class DCGAN(nn.Module):
         return nn.sigmoid(x) if self.need_sigmoid else x
 
 
-def dcgan(inp=2, ndf=32, num_ups=4, need_sigmoid=True, need_bias=True, pad="zero",
-          upsample_mode="nearest", need_convT=True, init_style="modern") -> DCGAN:
+def dcgan(
+    inp=2,
+    ndf=32,
+    num_ups=4,
+    need_sigmoid=True,
+    need_bias=True,
+    pad="zero",
+    upsample_mode="nearest",
+    need_convT=True,
+    init_style="modern",
+) -> DCGAN:
     """The reference's constructor (``need_bias`` and ``pad`` are accepted and unused, as there)."""
     return DCGAN(inp, ndf, num_ups, need_sigmoid, need_convT, upsample_mode, init_style)

@@ -4,6 +4,7 @@ All arrays are NHWC float32. Parameters use Flax's layouts (kernels HWIO); the m
 the reference's ``state_dict`` prefix so that :mod:`dipjax.torch_weights` can map weights one
 to one.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,12 +78,18 @@ class ConvTranspose2d(nn.Module):
         k, s = self.kernel_size, self.stride
         fan_channels = self.in_features if self.init_style == "legacy" else self.features
         bound = 1.0 / math.sqrt(fan_channels * k * k)
-        kernel = self.param("transposed_kernel", uniform_init(bound),
-                            (k, k, self.in_features, self.features))
+        kernel = self.param(
+            "transposed_kernel", uniform_init(bound), (k, k, self.in_features, self.features)
+        )
         q = k - 1 - self.padding
         y = jax.lax.conv_general_dilated(
-            x, kernel[::-1, ::-1], (1, 1), [(q, q), (q, q)], lhs_dilation=(s, s),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x,
+            kernel[::-1, ::-1],
+            (1, 1),
+            [(q, q), (q, q)],
+            lhs_dilation=(s, s),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
         if self.use_bias:
             y = y + self.param("bias", uniform_init(bound), (self.features,))
         return y
@@ -138,8 +145,10 @@ def reflect_pad(x: Array, p: int) -> Array:
     if p == 0:
         return x
     if min(x.shape[1], x.shape[2]) <= p:
-        raise ValueError(f"reflection padding {p} needs feature maps larger than {p} pixels, "
-                         f"got {x.shape[1]}x{x.shape[2]}: the image is too small for the net")
+        raise ValueError(
+            f"reflection padding {p} needs feature maps larger than {p} pixels, "
+            f"got {x.shape[1]}x{x.shape[2]}: the image is too small for the net"
+        )
     return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
 
 
@@ -183,7 +192,7 @@ def upsample2(x: Array, mode: str) -> Array:
 def center_crop_to(x: Array, h: int, w: int) -> Array:
     """Crop H, W to (h, w) with offset (size - target) // 2, as the reference's Concat does."""
     dh, dw = (x.shape[1] - h) // 2, (x.shape[2] - w) // 2
-    return x[:, dh: dh + h, dw: dw + w]
+    return x[:, dh : dh + h, dw : dw + w]
 
 
 def concat_cropped(xs: Sequence[Array]) -> Array:
@@ -194,8 +203,17 @@ def concat_cropped(xs: Sequence[Array]) -> Array:
     return jnp.concatenate([center_crop_to(x, h, w) for x in xs], axis=-1)
 
 
-def conv_block(x: Array, path: str, features: int, kernel_size: int, *, stride: int = 1,
-               bias: bool = True, pad: str = "zero", downsample_mode: str = "stride") -> Array:
+def conv_block(
+    x: Array,
+    path: str,
+    features: int,
+    kernel_size: int,
+    *,
+    stride: int = 1,
+    bias: bool = True,
+    pad: str = "zero",
+    downsample_mode: str = "stride",
+) -> Array:
     """The reference's ``conv()`` Sequential at ``path``: [reflection pad], conv, [downsampler].
 
     Must be called inside a compact method; the Conv2d is named by its torch prefix
@@ -204,8 +222,9 @@ def conv_block(x: Array, path: str, features: int, kernel_size: int, *, stride: 
     if pad not in PADS:
         raise ValueError(f"pad must be one of {PADS}, got {pad!r}")
     if downsample_mode not in DOWNSAMPLE_MODES:
-        raise ValueError(f"downsample_mode must be one of {DOWNSAMPLE_MODES}, "
-                         f"got {downsample_mode!r}")
+        raise ValueError(
+            f"downsample_mode must be one of {DOWNSAMPLE_MODES}, got {downsample_mode!r}"
+        )
     pool_mode = None
     if stride != 1 and downsample_mode != "stride":
         pool_mode, stride = downsample_mode, 1

@@ -1,4 +1,5 @@
 """The reference's ResNet generator (``models/resnet.py``): size-preserving residual blocks."""
+
 from __future__ import annotations
 
 import flax.linen as nn

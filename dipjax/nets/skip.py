@@ -5,6 +5,7 @@ deeper branch (strided conv -> BN -> act -> conv -> BN -> act -> [scale i+1] -> 
 cropped concatenation, then BN -> conv -> BN -> act [-> 1x1 conv -> BN -> act]. A final 1x1 conv
 and an optional sigmoid close the net. Module names are the reference's state_dict prefixes.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -55,8 +56,16 @@ class Skip(nn.Module):
         return BatchNorm2d(x.shape[-1], init_style=self.init_style, name=path)(x)
 
     def _conv(self, x, path, features, k, stride=1, downsample_mode="stride"):
-        return conv_block(x, path, features, k, stride=stride, bias=self.need_bias, pad=self.pad,
-                          downsample_mode=downsample_mode)
+        return conv_block(
+            x,
+            path,
+            features,
+            k,
+            stride=stride,
+            bias=self.need_bias,
+            pad=self.pad,
+            downsample_mode=downsample_mode,
+        )
 
     def _conv_bn_act(self, x, path, conv_idx, features, k, **kw):
         x = self._conv(x, f"{path}{conv_idx}", features, k, **kw)
@@ -68,8 +77,15 @@ class Skip(nn.Module):
         n_skip = self.num_channels_skip[i]
         deeper = f"{prefix}1.1." if n_skip else f"{prefix}1."
         fsd = self.filter_size_down[i]
-        d = self._conv_bn_act(x, deeper, 1, self.num_channels_down[i], fsd, stride=2,
-                              downsample_mode=self.downsample_mode[i])
+        d = self._conv_bn_act(
+            x,
+            deeper,
+            1,
+            self.num_channels_down[i],
+            fsd,
+            stride=2,
+            downsample_mode=self.downsample_mode[i],
+        )
         d = self._conv_bn_act(d, deeper, 4, self.num_channels_down[i], fsd)
         if i < last:
             d = self._scale(d, i + 1, f"{deeper}7.")
@@ -90,12 +106,24 @@ class Skip(nn.Module):
         return nn.sigmoid(y) if self.need_sigmoid else y
 
 
-def skip(num_input_channels=2, num_output_channels=3,
-         num_channels_down=(16, 32, 64, 128, 128), num_channels_up=(16, 32, 64, 128, 128),
-         num_channels_skip=(4, 4, 4, 4, 4), filter_size_down=3, filter_size_up=3,
-         filter_skip_size=1, need_sigmoid=True, need_bias=True, pad="zero",
-         upsample_mode="nearest", downsample_mode="stride", act_fun="LeakyReLU",
-         need1x1_up=True, init_style="modern") -> Skip:
+def skip(
+    num_input_channels=2,
+    num_output_channels=3,
+    num_channels_down=(16, 32, 64, 128, 128),
+    num_channels_up=(16, 32, 64, 128, 128),
+    num_channels_skip=(4, 4, 4, 4, 4),
+    filter_size_down=3,
+    filter_size_up=3,
+    filter_skip_size=1,
+    need_sigmoid=True,
+    need_bias=True,
+    pad="zero",
+    upsample_mode="nearest",
+    downsample_mode="stride",
+    act_fun="LeakyReLU",
+    need1x1_up=True,
+    init_style="modern",
+) -> Skip:
     """Build the skip generator with the reference's keyword arguments and defaults.
 
     ``upsample_mode``, ``downsample_mode`` and the filter sizes take one value or one per scale.
@@ -103,20 +131,33 @@ def skip(num_input_channels=2, num_output_channels=3,
     """
     n = len(num_channels_down)
     if not (len(num_channels_up) == len(num_channels_skip) == n):
-        raise ValueError("num_channels_down, num_channels_up and num_channels_skip must have "
-                         f"the same length, got {n}, {len(num_channels_up)}, "
-                         f"{len(num_channels_skip)}")
+        raise ValueError(
+            "num_channels_down, num_channels_up and num_channels_skip must have "
+            f"the same length, got {n}, {len(num_channels_up)}, "
+            f"{len(num_channels_skip)}"
+        )
     up_modes = _per_scale(upsample_mode, n, "upsample_mode")
     for m in up_modes:
         if m not in UPSAMPLE_MODES:
             raise ValueError(f"upsample_mode must be one of {UPSAMPLE_MODES}, got {m!r}")
-    return Skip(num_input_channels, num_output_channels, tuple(num_channels_down),
-                tuple(num_channels_up), tuple(num_channels_skip),
-                _per_scale(filter_size_down, n, "filter_size_down"),
-                _per_scale(filter_size_up, n, "filter_size_up"), filter_skip_size,
-                need_sigmoid, need_bias, pad, up_modes,
-                _per_scale(downsample_mode, n, "downsample_mode"), _act_name(act_fun),
-                need1x1_up, init_style)
+    return Skip(
+        num_input_channels,
+        num_output_channels,
+        tuple(num_channels_down),
+        tuple(num_channels_up),
+        tuple(num_channels_skip),
+        _per_scale(filter_size_down, n, "filter_size_down"),
+        _per_scale(filter_size_up, n, "filter_size_up"),
+        filter_skip_size,
+        need_sigmoid,
+        need_bias,
+        pad,
+        up_modes,
+        _per_scale(downsample_mode, n, "downsample_mode"),
+        _act_name(act_fun),
+        need1x1_up,
+        init_style,
+    )
 
 
 def _act_name(act_fun) -> str:

@@ -1,4 +1,5 @@
 """The reference's multi-scale texture network (``models/texture_nets.py``)."""
+
 from __future__ import annotations
 
 import flax.linen as nn
@@ -64,9 +65,16 @@ class TextureNets(nn.Module):
         return nn.sigmoid(y) if self.need_sigmoid else y
 
 
-def get_texture_nets(inp=3, ratios=(32, 16, 8, 4, 2, 1), fill_noise=False, pad="zero",
-                     need_sigmoid=False, conv_num=8, upsample_mode="nearest",
-                     init_style="modern") -> TextureNets:
+def get_texture_nets(
+    inp=3,
+    ratios=(32, 16, 8, 4, 2, 1),
+    fill_noise=False,
+    pad="zero",
+    need_sigmoid=False,
+    conv_num=8,
+    upsample_mode="nearest",
+    init_style="modern",
+) -> TextureNets:
     """The reference's constructor; ``fill_noise=True`` (random channels mid-net) is not
     supported."""
     if fill_noise:

@@ -1,5 +1,6 @@
 """The reference's U-Net (``models/unet.py``): max-pool encoder, transposed-conv or resampling
 decoder, norm layers in the encoder only. Module names are the reference's state_dict prefixes."""
+
 from __future__ import annotations
 
 import flax.linen as nn
@@ -51,11 +52,18 @@ class UNet(nn.Module):
     def _up(self, x, skip, path, out, same_num_filt=False):
         n_in = out if same_num_filt else 2 * out
         if self.upsample_mode == "deconv":
-            x = ConvTranspose2d(n_in, out, 4, 2, 1, init_style=self.init_style,
-                                name=f"{path}.up")(x)
+            x = ConvTranspose2d(n_in, out, 4, 2, 1, init_style=self.init_style, name=f"{path}.up")(
+                x
+            )
         else:
-            x = conv_block(upsample2(x, self.upsample_mode), f"{path}.up.1", out, 3,
-                           bias=self.need_bias, pad=self.pad)
+            x = conv_block(
+                upsample2(x, self.upsample_mode),
+                f"{path}.up.1",
+                out,
+                3,
+                bias=self.need_bias,
+                pad=self.pad,
+            )
         skip = center_crop_to(skip, x.shape[1], x.shape[2])
         return self._unet_conv(jnp.concatenate([x, skip], -1), f"{path}.conv", out, "none")
 
@@ -64,15 +72,17 @@ class UNet(nn.Module):
         if self.norm_layer not in NORM_LAYERS:
             raise ValueError(f"norm_layer must be one of {NORM_LAYERS}, got {self.norm_layer!r}")
         if self.upsample_mode not in ("deconv", "nearest", "bilinear"):
-            raise ValueError(f"upsample_mode must be deconv, nearest or bilinear, "
-                             f"got {self.upsample_mode!r}")
+            raise ValueError(
+                f"upsample_mode must be deconv, nearest or bilinear, got {self.upsample_mode!r}"
+            )
         f = [c // self.feature_scale for c in (64, 128, 256, 512, 1024)]
         cx = self.num_input_channels if self.concat_x else 0
         downs = [inputs]
         for _ in range(4 + self.more_layers):
             downs.append(pool(downs[-1], 2, "avg"))
-        cat = ((lambda y, k: jnp.concatenate([y, downs[k]], -1)) if self.concat_x
-               else (lambda y, k: y))
+        cat = (
+            (lambda y, k: jnp.concatenate([y, downs[k]], -1)) if self.concat_x else (lambda y, k: y)
+        )
         feats = [cat(self._unet_conv(inputs, "start", f[0] - cx, self.norm_layer), 0)]
         for k in range(1, 5):
             feats.append(cat(self._down(feats[-1], f"down{k}", f[k] - cx), k))
@@ -91,6 +101,12 @@ class UNet(nn.Module):
             up = feats[4]
         for k in (4, 3, 2, 1):
             up = self._up(up, feats[k - 1], f"up{k}", f[k - 1])
-        out = conv_block(up, "final.0" if self.need_sigmoid else "final", self.num_output_channels,
-                         1, bias=self.need_bias, pad=self.pad)
+        out = conv_block(
+            up,
+            "final.0" if self.need_sigmoid else "final",
+            self.num_output_channels,
+            1,
+            bias=self.need_bias,
+            pad=self.pad,
+        )
         return nn.sigmoid(out) if self.need_sigmoid else out

@@ -4,6 +4,7 @@
 reflection padding so the output has the input's size; the same function degrades a clean image
 and serves as the forward operator inside the jitted step.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,10 +42,16 @@ def blur(x: jax.Array, kernel) -> jax.Array:
     k = jnp.asarray(np.asarray(kernel, np.float32)[::-1, ::-1])
     kh, kw = k.shape
     c = x.shape[-1]
-    x = jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)),
-                mode="reflect")
+    x = jnp.pad(
+        x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)), mode="reflect"
+    )
     w = jnp.tile(k[:, :, None, None], (1, 1, 1, c))
-    return jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                        feature_group_count=c,
-                                        precision=jax.lax.Precision.HIGHEST)
+    return jax.lax.conv_general_dilated(
+        x,
+        w,
+        (1, 1),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=c,
+        precision=jax.lax.Precision.HIGHEST,
+    )

@@ -18,6 +18,7 @@ convolution's forward pass and weight gradient run 2-3x slower on a whole 128x12
 map than on strips of it, while the input gradient is fast whole; a 1x1 convolution is faster
 as a plain dot. All implementations compute the same numbers up to float rounding.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,8 +64,9 @@ def current_impl() -> str:
 
 
 def _xla(x: Array, kernel: Array, stride: int, padding: int = 0) -> Array:
-    return jax.lax.conv_general_dilated(x, kernel, (stride, stride),
-                                        [(padding, padding)] * 2, dimension_numbers=_DIMS)
+    return jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), [(padding, padding)] * 2, dimension_numbers=_DIMS
+    )
 
 
 def patches(x: Array, k: int, stride: int) -> Array:
@@ -72,9 +74,16 @@ def patches(x: Array, k: int, stride: int) -> Array:
     output pixel, flattened in the order of an HWIO kernel's first three axes."""
     n, h, w, c = x.shape
     ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
-    cols = [jax.lax.slice(x, (0, i, j, 0), (n, i + stride * (ho - 1) + 1,
-                                             j + stride * (wo - 1) + 1, c), (1, stride, stride, 1))
-            for i in range(k) for j in range(k)]
+    cols = [
+        jax.lax.slice(
+            x,
+            (0, i, j, 0),
+            (n, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1, c),
+            (1, stride, stride, 1),
+        )
+        for i in range(k)
+        for j in range(k)
+    ]
     return cols[0] if k == 1 else jnp.concatenate(cols, axis=-1)
 
 
@@ -98,8 +107,9 @@ def conv_strips(x: Array, kernel: Array, stride: int, rows: int) -> Array:
     """Unpadded convolution computed ``rows`` output rows at a time (see the module's note)."""
     k = kernel.shape[0]
     ho = (x.shape[1] - k) // stride + 1
-    return jnp.concatenate([_xla(_strip(x, s, k, stride), kernel, stride)
-                            for s in _row_spans(ho, rows)], axis=1)
+    return jnp.concatenate(
+        [_xla(_strip(x, s, k, stride), kernel, stride) for s in _row_spans(ho, rows)], axis=1
+    )
 
 
 def _strips_fwd(x, kernel, stride, rows):
@@ -113,7 +123,7 @@ def _strips_bwd(stride, rows, residuals, dy):
     dw = jnp.zeros_like(kernel)
     for s in _row_spans(dy.shape[1], rows):
         xs = _strip(x, s, k, stride)
-        dw = dw + jax.vjp(lambda w: _xla(xs, w, stride), kernel)[1](dy[:, s[0]:s[1]])[0]
+        dw = dw + jax.vjp(lambda w: _xla(xs, w, stride), kernel)[1](dy[:, s[0] : s[1]])[0]
     return dx, dw
 
 

@@ -3,6 +3,7 @@
 Every kernel it builds (Lanczos, Gauss, box) is separable, so it is applied as two strided 1-D
 depthwise convolutions; ``downsampler_kernel`` returns the 2-D kernel for inspection and tests.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,8 +29,14 @@ def _lanczos(d: np.ndarray, support: float) -> np.ndarray:
     return np.where(d == 0, 1.0, val)
 
 
-def kernel_1d(factor: int, kernel_type: str, phase: float = 0.0, kernel_width: int | None = None,
-              support: float | None = None, sigma: float | None = None) -> np.ndarray:
+def kernel_1d(
+    factor: int,
+    kernel_type: str,
+    phase: float = 0.0,
+    kernel_width: int | None = None,
+    support: float | None = None,
+    sigma: float | None = None,
+) -> np.ndarray:
     """The 1-D factor k1 of the reference's 2-D kernel (2-D = outer(k1, k1)), float64, sum 1.
 
     Length is ``kernel_width - 1`` for phase 0.5 (except box), else ``kernel_width``.
@@ -90,8 +97,9 @@ class Downsampler:
 
     @property
     def kernel(self) -> np.ndarray:
-        return kernel_1d(self.factor, self.kernel_type, self.phase, self.kernel_width,
-                         self.support, self.sigma)
+        return kernel_1d(
+            self.factor, self.kernel_type, self.phase, self.kernel_width, self.support, self.sigma
+        )
 
     @property
     def pad(self) -> int:
@@ -107,8 +115,10 @@ class Downsampler:
         f = self.factor
         dn = ("NHWC", "HWIO", "NHWC")
         kh = jnp.tile(k[:, None, None, None], (1, 1, 1, c))
-        x = jax.lax.conv_general_dilated(x, kh, (f, 1), "VALID", dimension_numbers=dn,
-                                         feature_group_count=c)
+        x = jax.lax.conv_general_dilated(
+            x, kh, (f, 1), "VALID", dimension_numbers=dn, feature_group_count=c
+        )
         kw = jnp.tile(k[None, :, None, None], (1, 1, 1, c))
-        return jax.lax.conv_general_dilated(x, kw, (1, f), "VALID", dimension_numbers=dn,
-                                            feature_group_count=c)
+        return jax.lax.conv_general_dilated(
+            x, kw, (1, f), "VALID", dimension_numbers=dn, feature_group_count=c
+        )
