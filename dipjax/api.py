@@ -17,10 +17,9 @@ import numpy as np
 
 from dipjax import tasks
 from dipjax.engine import fit_problem, run
-from dipjax.io import InputError, load_image
+from dipjax.io import InputError, default_image, load_image
 from dipjax.presets import FAST_DEFAULT, get_preset
 from dipjax.results import FitResult, RunResult
-from dipjax.sources import default_image
 from dipjax.sources import problem_for as prepare
 
 __all__ = [

@@ -1,9 +1,12 @@
-"""The command line's flags (kept apart from ``dipjax.fit`` so that ``--help`` and bad flags
-answer without importing JAX)."""
+"""The command line's flags and how they become settings: the parser, the preset with the
+flags' overrides (``resolve_preset``) and the compile cache (``cache_command``). Parsing imports
+nothing heavy, so that ``--help`` and a bad flag answer without loading JAX."""
 
 from __future__ import annotations
 
 import argparse
+
+from dipjax.io import InputError
 
 # Kept here as literals so that parsing imports nothing heavy; tests check them against
 # dipjax.tasks and dipjax.presets.
@@ -207,3 +210,102 @@ def parser() -> argparse.ArgumentParser:
     )
     a("--version", action="version", version=f"dipjax {_version()}")
     return ap
+
+
+# Preset fields a flag of the same name overrides.
+PRESET_FLAGS = (
+    "iters",
+    "lr",
+    "reg_noise_std",
+    "init_style",
+    "scale",
+    "sigma",
+    "noise",
+    "density",
+    "quality",
+    "mask_kind",
+    "keep",
+    "blur",
+    "tv_weight",
+    "early_stop",
+    "es_window",
+    "es_patience",
+)
+# Flags that only some tasks read.
+TASK_FLAGS = {
+    "scale": ("superres",),
+    "sigma": ("denoise", "deblur"),
+    "noise": ("denoise",),
+    "density": ("denoise",),
+    "quality": ("denoise",),
+    "mask": ("inpaint", "restore"),
+    "mask_kind": ("inpaint", "restore"),
+    "keep": ("inpaint", "restore"),
+    "flash": ("flash-no-flash",),
+    "blur": ("deblur",),
+    "kernel": ("deblur",),
+}
+
+
+def cache_command(args) -> bool:
+    """Set up the compile cache; True when the command was only about the cache."""
+    import pathlib
+
+    from dipjax import compile_cache
+
+    folder = (
+        None
+        if args.no_compile_cache
+        else (
+            pathlib.Path(args.compile_cache) if args.compile_cache else compile_cache.default_dir()
+        )
+    )
+    if args.cache_info or args.clear_cache:
+        if folder is None:
+            print("compile cache: off")
+        elif args.clear_cache:
+            compile_cache.clear(folder)
+            print(f"compile cache {folder}: cleared")
+        else:
+            print(compile_cache.info(folder))
+        return True
+    if folder is not None:
+        try:
+            compile_cache.enable(folder)
+        except OSError as e:
+            raise InputError(
+                f"--compile-cache {folder}: cannot use it ({e.strerror or e})"
+            ) from None
+    return False
+
+
+def resolve_preset(args, accelerator: bool):
+    """The preset named or defaulted, with the flags' overrides. Returns (preset, note)."""
+    from dipjax import tasks
+    from dipjax.presets import FAST_DEFAULT, PAPER_DEFAULT, get_preset
+
+    note = None
+    if args.preset:
+        p = get_preset(args.preset, args.task)
+    elif args.task:
+        big = args.task == "superres" and args.scale == 8
+        name = (
+            "superres-x8"
+            if big and accelerator
+            else (PAPER_DEFAULT if accelerator else FAST_DEFAULT)[args.task]
+        )
+        p = get_preset(name)
+        if not accelerator:
+            iters = args.iters or p.iters
+            note = (
+                f"no accelerator found: running the CPU preset '{name}' ({iters} iters); "
+                f"for the paper's recipe add --preset {PAPER_DEFAULT[args.task]}"
+            )
+    else:
+        raise InputError("give --task (one of " + ", ".join(tasks.TASKS) + ") or --preset")
+    if args.blur is not None and args.kernel is not None:
+        raise InputError("give --blur or --kernel, not both")
+    for flag, allowed in TASK_FLAGS.items():
+        if getattr(args, flag) is not None and p.task not in allowed:
+            raise InputError(f"--{flag.replace('_', '-')} does not apply to --task {p.task}")
+    return p.replace(**{k: getattr(args, k) for k in PRESET_FLAGS}), note

@@ -17,53 +17,20 @@ from dipjax.io import InputError
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 MAX_SEEDS, WARN_SEEDS = 1024, 64
-# Preset fields a flag of the same name overrides.
-PRESET_FLAGS = (
-    "iters",
-    "lr",
-    "reg_noise_std",
-    "init_style",
-    "scale",
-    "sigma",
-    "noise",
-    "density",
-    "quality",
-    "mask_kind",
-    "keep",
-    "blur",
-    "tv_weight",
-    "early_stop",
-    "es_window",
-    "es_patience",
-)
-# Flags that only some tasks read.
-TASK_FLAGS = {
-    "scale": ("superres",),
-    "sigma": ("denoise", "deblur"),
-    "noise": ("denoise",),
-    "density": ("denoise",),
-    "quality": ("denoise",),
-    "mask": ("inpaint", "restore"),
-    "mask_kind": ("inpaint", "restore"),
-    "keep": ("inpaint", "restore"),
-    "flash": ("flash-no-flash",),
-    "blur": ("deblur",),
-    "kernel": ("deblur",),
-}
 
 
 def main(argv=None) -> int:
     start = time.perf_counter()
-    from dipjax.cli_args import parser
+    from dipjax import cli_args
     from dipjax.timing import Timing, process_start_age
 
     # 'startup' covers the interpreter, the imports and the device's start, until 'prepare'.
     timing = Timing(start, before=process_start_age() - (time.perf_counter() - start))
-    ap = parser()
+    ap = cli_args.parser()
     args = ap.parse_args(argv)
     try:
         with timing("startup"):
-            if cache_command(args):
+            if cli_args.cache_command(args):
                 return 0
         if args.resume:
             from dipjax import runfolder
@@ -98,38 +65,6 @@ def main(argv=None) -> int:
         sys.modules.get("dipjax.runfolder") and sys.modules["dipjax.runfolder"].release()
 
 
-def cache_command(args) -> bool:
-    """Set up the compile cache; True when the command was only about the cache."""
-    import pathlib
-
-    from dipjax import compile_cache
-
-    folder = (
-        None
-        if args.no_compile_cache
-        else (
-            pathlib.Path(args.compile_cache) if args.compile_cache else compile_cache.default_dir()
-        )
-    )
-    if args.cache_info or args.clear_cache:
-        if folder is None:
-            print("compile cache: off")
-        elif args.clear_cache:
-            compile_cache.clear(folder)
-            print(f"compile cache {folder}: cleared")
-        else:
-            print(compile_cache.info(folder))
-        return True
-    if folder is not None:
-        try:
-            compile_cache.enable(folder)
-        except OSError as e:
-            raise InputError(
-                f"--compile-cache {folder}: cannot use it ({e.strerror or e})"
-            ) from None
-    return False
-
-
 def _flag_message(e: InputError) -> str:
     from dipjax.presets import ParameterError
 
@@ -138,43 +73,11 @@ def _flag_message(e: InputError) -> str:
     return str(e)
 
 
-def resolve_preset(args, accelerator: bool):
-    """The preset named or defaulted, with the flags' overrides. Returns (preset, note)."""
-    from dipjax import tasks
-    from dipjax.presets import FAST_DEFAULT, PAPER_DEFAULT, get_preset
-
-    note = None
-    if args.preset:
-        p = get_preset(args.preset, args.task)
-    elif args.task:
-        big = args.task == "superres" and args.scale == 8
-        name = (
-            "superres-x8"
-            if big and accelerator
-            else (PAPER_DEFAULT if accelerator else FAST_DEFAULT)[args.task]
-        )
-        p = get_preset(name)
-        if not accelerator:
-            iters = args.iters or p.iters
-            note = (
-                f"no accelerator found: running the CPU preset '{name}' ({iters} iters); "
-                f"for the paper's recipe add --preset {PAPER_DEFAULT[args.task]}"
-            )
-    else:
-        raise InputError("give --task (one of " + ", ".join(tasks.TASKS) + ") or --preset")
-    if args.blur is not None and args.kernel is not None:
-        raise InputError("give --blur or --kernel, not both")
-    for flag, allowed in TASK_FLAGS.items():
-        if getattr(args, flag) is not None and p.task not in allowed:
-            raise InputError(f"--{flag.replace('_', '-')} does not apply to --task {p.task}")
-    return p.replace(**{k: getattr(args, k) for k in PRESET_FLAGS}), note
-
-
 def run(args, timing) -> int:
     with timing("startup"):
         import jax
 
-        from dipjax import engine, runfolder, sources
+        from dipjax import cli_args, engine, runfolder, sources
         from dipjax.checkpoint import Checkpointer
         from dipjax.outputs import RunWriter, hyperparameters
         from dipjax.progress import ProgressBar
@@ -191,7 +94,7 @@ def run(args, timing) -> int:
     say = lambda line: print(f"dipjax: {line}", file=sys.stderr)
     with timing("prepare"):
         accelerator = jax.default_backend() != "cpu"
-        preset, note = resolve_preset(args, accelerator)
+        preset, note = cli_args.resolve_preset(args, accelerator)
         engine.check_run_args(
             seed=args.seed,
             seeds=args.seeds,

@@ -170,3 +170,12 @@ def sr_pair(img: np.ndarray, factor: int, multiple: int = 32) -> tuple[np.ndarra
 def bicubic_upscale(lr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """The reference's bicubic baseline: Pillow BICUBIC resize of the 8-bit LR image."""
     return _to_array(to_pil(lr).resize((size_hw[1], size_hw[0]), Image.BICUBIC), "")
+
+
+def default_image() -> np.ndarray:
+    """The image that ships with the package (256x256 RGB), float32 in [0, 1]."""
+    import importlib.resources
+
+    ref = importlib.resources.files("dipjax") / "data" / "astronaut.png"
+    with importlib.resources.as_file(ref) as path:
+        return load_image(path)

@@ -12,16 +12,7 @@ from typing import Optional
 import numpy as np
 
 from dipjax import build, tasks
-from dipjax.io import InputError, load_image
-
-
-def default_image() -> np.ndarray:
-    """The image that ships with the package (256x256 RGB), float32 in [0, 1]."""
-    import importlib.resources
-
-    ref = importlib.resources.files("dipjax") / "data" / "astronaut.png"
-    with importlib.resources.as_file(ref) as path:
-        return load_image(path)
+from dipjax.io import InputError, default_image, load_image
 
 
 def problem_for(

@@ -21,7 +21,7 @@ from dipjax import early_stop
 from dipjax.inputs import perturb
 from dipjax.metrics import psnr
 from dipjax.ops import conv
-from dipjax.tasks import Measure, loss_fn, total_variation
+from dipjax.problem import Measure, loss_fn, total_variation
 
 
 @flax.struct.dataclass

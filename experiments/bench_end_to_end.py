@@ -147,8 +147,7 @@ def run_dipjax(args, cache: str, tag: str) -> dict:
 
 def make_inputs(folder: pathlib.Path, size: int, scale: int) -> None:
     sys.path.insert(0, str(ROOT))
-    from dipjax.io import centre_crop, save_png, sr_pair
-    from dipjax.sources import default_image
+    from dipjax.io import centre_crop, default_image, save_png, sr_pair
 
     hr, lr = sr_pair(centre_crop(default_image(), size), scale)
     folder.mkdir(parents=True, exist_ok=True)

@@ -123,6 +123,7 @@ def test_same_seed_same_bytes(run_dir, small_png, tmp_path):
         "--quiet",
     )
     assert r.returncode == 0, r.stderr
+    assert "no accelerator found" in r.stderr  # --quiet hides the progress bar, not the notes
     for name in ("output.png", "output_avg.png", "degraded.png", "metrics.jsonl"):
         assert (tmp_path / "again" / name).read_bytes() == (run_dir[0] / name).read_bytes()
 
