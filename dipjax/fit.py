@@ -81,16 +81,16 @@ def run(args, timing) -> int:
         from dipjax.checkpoint import Checkpointer
         from dipjax.outputs import RunWriter, hyperparameters
         from dipjax.progress import ProgressBar
-
-        jax.devices()
     resume = args.resume
     if resume:
         record = runfolder.read_record(resume)
         args = argparse.Namespace(
             **{**vars(args), **{k: record.get(k) for k in runfolder.RUN_FLAGS}}
         )
-    if args.distributed:
-        init_distributed(args)
+    with timing("startup"):
+        if args.distributed:
+            init_distributed(args)  # before anything starts the device
+        jax.devices()
     say = lambda line: print(f"dipjax: {line}", file=sys.stderr)
     with timing("prepare"):
         accelerator = jax.default_backend() != "cpu"
