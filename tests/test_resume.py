@@ -151,9 +151,12 @@ def test_a_second_process_on_the_same_folder_is_refused(png, tmp_path):
     out = tmp_path / "busy"
     out.mkdir()
     runfolder.lock(out)  # this test process holds the folder
-    r = subprocess.run(
-        args(png, out, iters=1), env=ENV, capture_output=True, text=True, timeout=600
-    )
+    try:
+        r = subprocess.run(
+            args(png, out, iters=1), env=ENV, capture_output=True, text=True, timeout=600
+        )
+    finally:
+        runfolder.release()
     assert r.returncode == 2 and "another dipjax run is writing there now" in r.stderr
 
 
