@@ -75,9 +75,6 @@ class RunResult:
     def compile_s(self) -> float:
         return self.timing.get("compile", 0.0)
 
-    def of(self, index: int) -> list:
-        """The fits of problem ``index``, by seed."""
-        return [f for f in self.fits if f.index == index]
 
 
 def final_metrics(problem, output, output_avg, early_stop: Optional[dict] = None) -> dict:
