@@ -76,7 +76,6 @@ class RunResult:
         return self.timing.get("compile", 0.0)
 
 
-
 def final_metrics(problem, output, output_avg, early_stop: Optional[dict] = None) -> dict:
     """PSNR/SSIM of the outputs (and of the early-stopping output) and of the baseline against
     the ground truth, when known."""
