@@ -19,13 +19,17 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 MAX_SEEDS, WARN_SEEDS = 1024, 64
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, on_chunk=None, checkpointer=None) -> int:
+    """The command; returns its exit status. ``on_chunk``, ``checkpointer``: for a caller that
+    runs it inside its own process (``dipjax.app``), see ``run``."""
     start = time.perf_counter()
     from dipjax import cli_args
     from dipjax.timing import Timing, process_start_age
 
-    # 'startup' covers the interpreter, the imports and the device's start, until 'prepare'.
-    timing = Timing(start, before=process_start_age() - (time.perf_counter() - start))
+    # 'startup' covers the interpreter, the imports and the device's start, until 'prepare'
+    # (inside a longer-lived process, only this call's own time).
+    before = 0.0 if on_chunk else process_start_age() - (time.perf_counter() - start)
+    timing = Timing(start, before=before)
     ap = cli_args.parser()
     args = ap.parse_args(argv)
     try:
@@ -36,7 +40,7 @@ def main(argv=None) -> int:
             from dipjax import runfolder
 
             runfolder.refuse_changes(args, {k: ap.get_default(k) for k in runfolder.RUN_FLAGS})
-        return run(args, timing)
+        return run(args, timing, on_chunk=on_chunk, checkpointer=checkpointer)
     except InputError as e:
         print(f"dipjax: error: {_flag_message(e)}", file=sys.stderr)
         return EXIT_USAGE
@@ -73,7 +77,11 @@ def _flag_message(e: InputError) -> str:
     return str(e)
 
 
-def run(args, timing) -> int:
+def run(args, timing, *, on_chunk=None, checkpointer=None) -> int:
+    """Run the parsed command. ``on_chunk(progress)``: also called after each chunk, True stops
+    the run as Ctrl-C does (checkpoint kept, status 130); ``checkpointer``: the class that
+    saves checkpoints (default ``dipjax.checkpoint.Checkpointer``)."""
+    extra_on_chunk = on_chunk
     with timing("startup"):
         import jax
 
@@ -132,7 +140,9 @@ def run(args, timing) -> int:
         else:
             out = runfolder.prepare_out(args.out, args.overwrite, shared=args.distributed)
             run_id = runfolder.write_record(out, args) if pid == 0 else "distributed"
-        ckpt = Checkpointer(out, run_id, f"checkpoint.process{pid}" if nproc > 1 else "checkpoint")
+        ckpt = (checkpointer or Checkpointer)(
+            out, run_id, f"checkpoint.process{pid}" if nproc > 1 else "checkpoint"
+        )
         if resume and not ckpt.exists():
             raise InputError(
                 f"--resume {resume}: no checkpoint there (the run finished or "
@@ -175,6 +185,7 @@ def run(args, timing) -> int:
     def on_chunk(progress):  # timed as the engine's 'host' work
         bar.update(progress)
         writer.on_chunk(progress)
+        return bool(extra_on_chunk and extra_on_chunk(progress))
 
     def on_fit(result):
         with timing("outputs"):

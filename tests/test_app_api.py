@@ -1,0 +1,188 @@
+"""The page's HTTP API (dipjax.app.server) through Starlette's TestClient: uploads good and bad,
+a tiny job streamed to its end, stop and resume, the run files it leaves."""
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from conftest import smooth_image
+from PIL import Image
+
+pytest.importorskip("starlette", reason="the app extra (starlette) is not installed")
+pytest.importorskip("httpx", reason="the app extra (httpx, for TestClient) is not installed")
+from starlette.testclient import TestClient  # noqa: E402
+
+from dipjax.app.server import create_app  # noqa: E402
+
+SIZE = 64
+
+
+def png_bytes(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(arr)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+IMAGE = png_bytes((smooth_image(SIZE, SIZE) * 255).astype(np.uint8))
+
+
+def hole_mask(size=SIZE, top=20, bottom=36) -> bytes:
+    m = np.full((size, size), 255, np.uint8)
+    m[top:bottom, 16:48] = 0  # black = to fill
+    return png_bytes(m)
+
+
+FIELDS = {"task": "inpaint", "iters": "10", "seeds": "1", "mask_source": "paint"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def client(runs):
+    with TestClient(create_app(runs, max_upload_bytes=2**20)) as c:
+        yield c
+
+
+def submit(client, fields=None, image=IMAGE, mask=None, name="photo.png"):
+    files = {"image": (name, image, "image/png")} if image is not None else {}
+    if mask is not None:
+        files["mask"] = ("mask.png", mask, "image/png")
+    return client.post("/api/jobs", data={**FIELDS, **(fields or {})}, files=files)
+
+
+def wait(client, job_id, until, timeout=180):
+    end = time.time() + timeout
+    while time.time() < end:
+        state = client.get(f"/api/jobs/{job_id}").json()
+        if until(state):
+            return state
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} stuck: {state}")
+
+
+def test_page_and_options(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    for name in ("app.js", "app.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    opts = client.get("/api/options").json()
+    assert opts["defaults"]["inpaint"] == "inpaint-fast"  # the CLI's choice on a CPU
+    assert "superres-x8" in opts["presets"]["superres"] and opts["iters"]["inpaint-fast"] > 0
+    demo = client.get("/api/demo.png")
+    assert Image.open(io.BytesIO(demo.content)).size == (256, 256)
+
+
+@pytest.mark.parametrize(
+    "fields, image, mask, status, message",
+    [
+        ({}, b"hello, not a picture", hole_mask(), 400, "photo.png: not an image"),
+        ({}, IMAGE[: len(IMAGE) // 2], hole_mask(), 400, "photo.png: corrupt or truncated"),
+        ({}, b"\0" * (2**20 + 1), None, 413, "over the limit of 1 MB"),
+        ({}, IMAGE, hole_mask(32), 400, "mask.png: size 32x32 differs from the image's 64x64"),
+        ({}, IMAGE, png_bytes(np.full((SIZE, SIZE), 255, np.uint8)), 400, "no pixel to fill"),
+        ({}, IMAGE, None, 400, "mask: none given"),
+        ({"task": "sharpen"}, IMAGE, None, 400, "argument --task: invalid choice: 'sharpen'"),
+        ({"preset": "huge"}, IMAGE, hole_mask(), 400, "argument --preset: invalid choice"),
+        ({"preset": "denoise-fast"}, IMAGE, hole_mask(), 400, "is for task denoise"),
+        ({"iters": "-5"}, IMAGE, hole_mask(), 400, "--iters -5: must be an integer > 0"),
+        ({"iters": "ten"}, IMAGE, hole_mask(), 400, "invalid int value: 'ten'"),
+        ({"seeds": "0"}, IMAGE, hole_mask(), 400, "--seeds 0: must be an integer >= 1"),
+    ],
+)
+def test_bad_input_is_one_line_4xx_and_writes_nothing(
+    client, runs, fields, image, mask, status, message
+):
+    before = sorted(runs.iterdir())
+    r = submit(client, fields, image, mask)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert message in error and "\n" not in error and "/tmp" not in error
+    assert sorted(runs.iterdir()) == before
+
+
+def test_too_many_pixels_and_inspect(client, monkeypatch):
+    ok = client.post("/api/inspect", files={"image": ("a.png", IMAGE, "image/png")})
+    assert ok.json() == {"width": SIZE, "height": SIZE}
+    monkeypatch.setenv("DIPJAX_MAX_PIXELS", "1000")
+    r = client.post("/api/inspect", files={"image": ("a.png", IMAGE, "image/png")})
+    assert r.status_code == 400 and "a.png: 64x64 is 0 megapixels, over the limit" in r.text
+
+
+def test_client_file_names_never_become_paths(client, runs, tmp_path):
+    r = submit(client, image=b"junk", mask=hole_mask(), name="../../../escape.png")
+    assert r.status_code == 400 and r.json()["error"].startswith("escape.png: not an image")
+    assert not list(runs.parent.glob("escape*")) and not list(runs.glob("*/escape*"))
+    assert client.get("/api/jobs/..%2F..%2Fetc/files/summary.json").status_code == 404
+
+
+@pytest.fixture(scope="module")
+def finished(client, runs):
+    r = submit(client, mask=hole_mask())
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["status"] in ("queued", "running") and job["name"] == "photo.png"
+    with client.stream("GET", f"/api/jobs/{job['id']}/events") as events:
+        data = [json.loads(line[6:]) for line in events.iter_lines() if line[:6] == "data: "]
+    return job, [d for d in data if d]  # the last event, 'end', carries {}
+
+
+def test_job_streams_progress_to_the_end(finished):
+    job, states = finished
+    assert states[-1]["status"] == "done", states[-1]
+    curve = [row for s in states for row in s["curve"]]
+    assert [row[0] for row in curve] == list(range(1, 11))  # every iteration, once
+    assert states[-1]["progress"]["iter"] == 10 and states[-1]["progress"]["loss"] > 0
+    assert any("no accelerator found" in n for n in states[-1]["notes"])
+
+
+def test_job_folder_is_a_command_line_run_folder(finished, client, runs):
+    job, _ = finished
+    folder = runs / job["id"]
+    record = json.loads((folder / "run.json").read_text())
+    assert record["task"] == "inpaint" and record["iters"] == 10
+    assert record["mask"] == str(folder / "inputs" / "mask.png")
+    assert record["image"] == [str(folder / "inputs" / "image.png")]
+    for name in ("output.png", "output_avg.png", "summary.json", "metrics.jsonl", "degraded.png"):
+        r = client.get(f"/api/jobs/{job['id']}/files/{name}")
+        assert r.status_code == 200, name
+    out = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/files/output.png").content))
+    assert out.size == (SIZE, SIZE)
+    summary = client.get(f"/api/jobs/{job['id']}/files/summary.json").json()
+    assert summary["preset"] == "inpaint-fast" and summary["fits"][0]["iters_done"] == 10
+    assert not (folder / "checkpoint").exists()
+    assert client.get(f"/api/jobs/{job['id']}/files/run.json").status_code == 404
+    assert client.get(f"/api/jobs/{job['id']}/files/../job.json").status_code == 404
+
+
+def test_a_new_server_lists_the_finished_job(finished, runs):
+    job, _ = finished
+    with TestClient(create_app(runs, start_worker=False)) as again:
+        listed = {j["id"]: j for j in again.get("/api/jobs").json()}
+        assert listed[job["id"]]["status"] == "done"
+        state = again.get(f"/api/jobs/{job['id']}").json()
+        assert [row[0] for row in state["curve"]] == list(range(1, 11))
+
+
+@pytest.mark.slow
+def test_stop_saves_a_checkpoint_and_resume_finishes(client, runs):
+    job = submit(client, {"iters": "60"}, mask=hole_mask()).json()
+    wait(client, job["id"], lambda s: s["progress"].get("iter", 0) >= 5)
+    client.post(f"/api/jobs/{job['id']}/stop")
+    stopped = wait(client, job["id"], lambda s: s["status"] in ("stopped", "done", "failed"))
+    assert stopped["status"] == "stopped" and stopped["resumable"], stopped
+    assert (runs / job["id"] / "checkpoint").is_dir()
+    done_before = stopped["progress"]["iter"]
+    assert done_before < 60
+    r = client.post(f"/api/jobs/{job['id']}/resume")
+    assert r.status_code == 200 and r.json()["status"] in ("queued", "running")
+    done = wait(client, job["id"], lambda s: s["status"] in ("done", "failed"))
+    assert done["status"] == "done", done
+    rows = (runs / job["id"] / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iter"] for line in rows] == list(range(1, 61))
+    assert not (runs / job["id"] / "checkpoint").exists()
+    assert client.post(f"/api/jobs/{job['id']}/resume").status_code == 409
