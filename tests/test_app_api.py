@@ -186,3 +186,36 @@ def test_stop_saves_a_checkpoint_and_resume_finishes(client, runs):
     assert [json.loads(line)["iter"] for line in rows] == list(range(1, 61))
     assert not (runs / job["id"] / "checkpoint").exists()
     assert client.post(f"/api/jobs/{job['id']}/resume").status_code == 409
+
+
+@pytest.mark.slow
+def test_the_command_serves_the_page_and_warns_off_localhost(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    cmd = "import sys, dipjax, dipjax.fit, dipjax.api; print('starlette' in sys.modules)"
+    core = subprocess.run([sys.executable, "-c", cmd], capture_output=True, text=True, env=env)
+    assert core.stdout.strip() == "False"  # only dipjax.app imports the extra
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dipjax.app", "--host", "0.0.0.0", "--port", "0"]
+        + ["--runs", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("dipjax-app: serving on http://0.0.0.0:"), line
+        port = int(line.split(":")[3].split("/")[0])
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read()
+        assert b"<canvas" in page
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert "warning: listening on 0.0.0.0: the page has no login" in err
+    assert (tmp_path / "runs").is_dir()

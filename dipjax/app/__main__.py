@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))
+        sock.listen(128)  # connections wait in the backlog until the server accepts them
     except OSError as e:
         print(f"dipjax-app: error: --port {args.port}: {e.strerror}", file=sys.stderr)
         return 2

@@ -108,7 +108,8 @@ class Job:
         """The curve: live rows, or, for a job of an earlier server, its metrics.jsonl."""
         if self.curve or self.status in ACTIVE:
             return self.curve
-        path = next(iter(sorted(self.folder.glob("**/metrics.jsonl"))), None)
+        paths = [self.folder / "metrics.jsonl", *sorted(self.folder.glob("seed_*/metrics.jsonl"))]
+        path = next((p for p in paths if p.is_file()), None)
         if path is None:
             return []
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -140,8 +141,8 @@ class _Log(io.TextIOBase):
         self.file.write(s)
         self.file.flush()
         for line in s.splitlines():
-            if line.startswith("dipjax: "):
-                self.job.notes.append(line[len("dipjax: ") :])
+            if line.startswith("dipjax: "):  # shown with paths relative to the job folder
+                self.job.notes.append(line[len("dipjax: ") :].replace(str(self.job.folder), "."))
                 self.job.bump()
         return len(s)
 
@@ -216,6 +217,7 @@ class Jobs:
                 job = self.queue.popleft()
                 self.version += 1
                 job.status, job.phase, job._t0 = "running", "compiling", None
+                job.notes = []  # the run says its notes again
                 job.save()
                 job.bump()
             self._run(job)

@@ -76,19 +76,43 @@ def _suffix(name: str) -> str:
     return suffix if suffix in runfolder.IMAGE_SUFFIXES + (".heic", ".heif") else ""
 
 
+def _drop_opaque_alpha(path: pathlib.Path) -> None:
+    """A canvas exports RGBA: a mask whose alpha is opaque everywhere is rewritten without it,
+    so that the command line does not warn of a dropped alpha channel that held nothing."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.mode not in ("RGBA", "LA") or img.getchannel("A").getextrema()[0] < 255:
+                return
+            img.convert(img.mode[:-1]).save(path, format="PNG")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return  # not an image: the command line's own check says so
+
+
+def _files(folder: pathlib.Path) -> list:
+    """The job's files a client may fetch (not walking checkpoint/, which orbax rewrites)."""
+    found = []
+    try:
+        for entry in sorted(folder.iterdir()):
+            inside = entry.is_dir() and (entry.name == "inputs" or entry.name.startswith("seed_"))
+            for p in sorted(entry.iterdir()) if inside else [entry]:
+                name = str(p.relative_to(folder))
+                if FILES.match(name) and p.is_file():
+                    found.append(name)
+    except OSError:  # a file replaced while listed; the next event lists it again
+        pass
+    return found
+
+
 def _state(jobs: Jobs, job: Job, curve_from: int = 0) -> dict:
-    files = [
-        str(p.relative_to(job.folder))
-        for p in sorted(job.folder.rglob("*"))
-        if p.is_file() and FILES.match(str(p.relative_to(job.folder)))
-    ]
     return {
         **job.record(),
         "phase": job.phase,
         "progress": job.progress,
         "position": jobs.position(job),
         "resumable": job.status == "stopped",
-        "files": files,
+        "files": _files(job.folder),
         "curve_from": curve_from,
         "curve": job.curve_rows()[curve_from:],
     }
@@ -141,6 +165,8 @@ def create_app(runs, *, max_upload_bytes: int = DEFAULT_UPLOAD_BYTES, start_work
             name = _client_name(up)
             path = tmp / (form.IMAGE_NAME + _suffix(name) if role == "image" else form.MASK_NAME)
             path.write_bytes(up.file.read())
+            if role == "mask":
+                _drop_opaque_alpha(path)
             paths[role], names[str(path)] = path, name
         return paths, names
 
@@ -196,7 +222,7 @@ def create_app(runs, *, max_upload_bytes: int = DEFAULT_UPLOAD_BYTES, start_work
         return jobs.get(request.path_params["job_id"])
 
     async def list_jobs(request):
-        items = sorted(jobs.jobs.values(), key=lambda j: j.created, reverse=True)
+        items = sorted(list(jobs.jobs.values()), key=lambda j: j.created, reverse=True)
         return JSONResponse([{**j.record(), "position": jobs.position(j)} for j in items])
 
     async def show(request):

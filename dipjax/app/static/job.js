@@ -113,14 +113,11 @@ function drawCurves(rows) {
         first = false;
       }
       ctx.stroke();
-      ctx.fillStyle = s.color;
-      ctx.fillText(s.label, w - 120, top + 12 + 12 * series.indexOf(s));
     }
   };
   const half = (h - 24) / 2;
-  panel(4, half, [{ col: 1, color: "#2563eb", label: "loss" }], true);
-  panel(half + 12, half, [{ col: 2, color: "#059669", label: "PSNR vs input" },
-    { col: 3, color: "#d97706", label: "PSNR vs clean" }], false);
+  panel(4, half, [{ col: 1, color: "#2563eb" }], true);
+  panel(half + 12, half, [{ col: 2, color: "#059669" }, { col: 3, color: "#d97706" }], false);
   ctx.fillStyle = "#66707a";
   ctx.fillText(`iteration ${rows[0][0]}`, pad, h - 2);
   ctx.fillText(`${rows[rows.length - 1][0]}`, w - 40, h - 2);
