@@ -28,16 +28,19 @@ def problem_arrays(problem, preset: Preset, seed: int):
     """(net, z, batch) of one fit. z: (1, H, W, D) float32; batch: ``z``, ``target``
     (1, h, w, C) and, when the problem has them, ``mask`` and ``gt``. Raises InputError when the
     generator cannot produce the problem's output size or the fit would not fit the device."""
+    build_net = lambda depth: net_with_io(
+        preset.net, depth, problem.channels, preset.init_style
+    ).build()
     if preset.input_kind == "image":
         if problem.net_image is None:
             raise InputError(f"preset {preset.name} feeds an image to the net; none was given")
         z = jnp.asarray(problem.net_image[None])
+        net = build_net(z.shape[-1])
     else:
+        net = build_net(preset.input_depth)
         key = jax.random.fold_in(jax.random.key(seed), 1)
-        z = make_input(
-            key, preset.input_kind, preset.input_depth, problem.out_hw, var=preset.input_var
-        )
-    net = net_with_io(preset.net, z.shape[-1], problem.channels, preset.init_style).build()
+        hw = input_hw(net, problem.out_hw)
+        z = make_input(key, preset.input_kind, preset.input_depth, hw, var=preset.input_var)
     check_size(net, z.shape, problem, preset)
     memory.check(
         net,
@@ -51,6 +54,13 @@ def problem_arrays(problem, preset: Preset, seed: int):
         if getattr(problem, name) is not None:
             batch[name] = jnp.asarray(getattr(problem, name)[None])
     return net, z, batch
+
+
+def input_hw(net, out_hw) -> tuple:
+    """The input's (height, width) for output size ``out_hw``: the same, or smaller by the
+    net's ``input_scale`` (the Deep Decoder starts from a coarse grid)."""
+    s = getattr(net, "input_scale", 1)
+    return (max(1, out_hw[0] // s), max(1, out_hw[1] // s))
 
 
 @functools.lru_cache(maxsize=64)
@@ -89,7 +99,7 @@ def check_size(net, z_shape, problem, preset: Preset) -> None:
 def minimum_side(net, depth: int) -> int:
     """The smallest power-of-two square side the net maps onto itself."""
     for side in (2**k for k in range(1, 12)):
-        out = output_shape(net, (1, side, side, depth))
+        out = output_shape(net, (1, *input_hw(net, (side, side)), depth))
         if out is not None and tuple(out[1:3]) == (side, side):
             return side
     return 2048
@@ -113,14 +123,16 @@ def preset_step(net, tx, problem, preset: Preset):
         backtrack_drop_db=preset.backtrack_drop_db,
         tv_weight=preset.tv_weight,
         es_patience=preset.es_patience,
+        sgld=preset.sgld,
+        sgld_burn_in=preset.burn_in,
     )
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_init(net, tx, window: int):
+def _jitted_init(net, tx, window: int, posterior: bool):
     # One compiled initialisation instead of hundreds of small eager ones (a 2-core CPU spent
     # 37 s initialising the denoising net op by op).
-    return jax.jit(lambda key, z: init_state(net, tx, key, z, window))
+    return jax.jit(lambda key, z: init_state(net, tx, key, z, window, posterior))
 
 
 @dataclasses.dataclass
@@ -179,8 +191,8 @@ def setup(
     fits = [tuple(f) for f in fits]
     built = [problem_arrays(problems[i], preset, s) for i, s in fits]
     net = built[0][0]
-    tx = make_optimizer(preset.lr)
-    init = _jitted_init(net, tx, es_window(preset))
+    tx = make_optimizer(preset.lr, preset.weight_decay)
+    init = _jitted_init(net, tx, es_window(preset), preset.sgld > 0)
     states = [init(jax.random.key(s), b[1]) for (_, s), b in zip(fits, built)]
     step = preset_step(net, tx, problems[fits[0][0]], preset)
     if not stack:

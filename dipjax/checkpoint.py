@@ -22,6 +22,7 @@ import shutil
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dipjax.io import InputError, atomic_write_bytes
@@ -99,6 +100,13 @@ class Checkpointer:
         tree = mgr.restore(
             mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
         )["state"]
+        # Restored arrays are committed to their device; a fresh state is not. Match ``like``,
+        # or the chunk lowers to a different program and misses the compile cache.
+        tree = jax.tree_util.tree_map(
+            lambda x, y: x if getattr(y, "committed", True) else jnp.asarray(np.asarray(x)),
+            tree,
+            _to_tree(like),
+        )
         tree["key"] = jax.random.wrap_key_data(tree["key"], impl=jax.random.key_impl(like.key))
         return FitState(**tree)
 

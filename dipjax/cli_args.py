@@ -13,15 +13,20 @@ from dipjax.io import InputError
 TASKS = ("denoise", "superres", "inpaint", "restore", "flash-no-flash", "deblur")
 NOISES = ("gauss", "saltpepper", "jpeg")
 MASK_KINDS = ("file", "text", "random", "rect")
+SGLD_NOISE = 0.5
 PRESET_NAMES = sorted(
     [
         "deblur",
         "deblur-fast",
         "denoise",
+        "denoise-dd",
+        "denoise-dd-fast",
         "denoise-fast",
         "denoise-jpeg",
         "flash-no-flash",
         "flash-no-flash-fast",
+        "inpaint-dd",
+        "inpaint-dd-fast",
         "inpaint-fast",
         "inpaint-kate",
         "inpaint-library",
@@ -127,6 +132,25 @@ def parser() -> argparse.ArgumentParser:
         help="detect the best iteration without ground truth (ES-WMV) and save output_es.png "
         "there; 'mark' (the flag alone) goes on to --iters, 'halt' stops there",
     )
+    a(
+        "--sgld",
+        nargs="?",
+        type=float,
+        const=SGLD_NOISE,
+        help="Bayesian DIP: Langevin noise of this scale x the learning rate on every weight "
+        f"after each step (the flag alone: {SGLD_NOISE:g}); the outputs after the burn-in are "
+        "posterior samples, written as posterior_mean.png and posterior_std.png (+ .npy)",
+    )
+    a(
+        "--sgld-burn-in",
+        type=int,
+        help="--sgld: iterations before samples are kept (default: half of --iters)",
+    )
+    a(
+        "--weight-decay",
+        type=float,
+        help="L2 weight prior added to the gradient, as torch Adam's weight_decay (default 0)",
+    )
     a("--es-window", type=int, help="--early-stop: outputs in the variance window (default 100)")
     a(
         "--es-patience",
@@ -230,6 +254,9 @@ PRESET_FLAGS = (
     "early_stop",
     "es_window",
     "es_patience",
+    "sgld",
+    "sgld_burn_in",
+    "weight_decay",
 )
 # Flags that only some tasks read.
 TASK_FLAGS = {

@@ -237,6 +237,9 @@ def _keep(checkpointer, r: FitResult) -> None:
     if r.early_stop is not None:
         arrays["output_es"] = r.early_stop["output"]
         es = {k: v for k, v in r.early_stop.items() if k != "output"}
+    if r.posterior is not None:
+        arrays["posterior_mean"] = r.posterior["mean"]
+        arrays["posterior_std"] = r.posterior["std"]
     checkpointer.finish(
         r.index,
         r.seed,
@@ -244,6 +247,7 @@ def _keep(checkpointer, r: FitResult) -> None:
         {
             "history": r.history,
             "early_stop": es,
+            "posterior_samples": None if r.posterior is None else r.posterior["samples"],
             "compile_s": r.compile_s,
             "step_s": r.step_s,
             "snapshots": sorted(r.snapshots),
@@ -256,7 +260,14 @@ def _loaded(problems, preset, key, arrays, record) -> FitResult:
     es = record["early_stop"]
     if es is not None:
         es = dict(es, output=arrays["output_es"])
-    final = final_metrics(problems[i], arrays["output"], arrays["output_avg"], es)
+    post = None
+    if record.get("posterior_samples") is not None:
+        post = {
+            "samples": record["posterior_samples"],
+            "mean": arrays["posterior_mean"],
+            "std": arrays["posterior_std"],
+        }
+    final = final_metrics(problems[i], arrays["output"], arrays["output_avg"], es, post)
     return FitResult(
         i,
         s,
@@ -271,4 +282,5 @@ def _loaded(problems, preset, key, arrays, record) -> FitResult:
         False,
         record["compile_s"],
         record["step_s"],
+        post,
     )

@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from dipjax.results import FitResult, clip01, early_stop_record, final_metrics
+from dipjax.results import FitResult, clip01, early_stop_record, final_metrics, posterior_record
 from dipjax.step import chunk_sizes, compiled_chunk
 
 
@@ -120,10 +120,11 @@ class BatchLoop:
         with self.timing("host"):
             outs = clip01(su.per_fit(su.render(state.params))[:, 0])
             avgs = clip01(su.per_fit(state.out_avg)[:, 0])
-            es_all = jax.device_get(state.es)
+            es_all, post_all = jax.device_get((state.es, state.post))
             snap_host = [(it, clip01(su.per_fit(img)[:, 0])) for it, img in snaps]
             for j, (i, s) in enumerate(su.fits):
                 es = early_stop_record({k: su.per_fit(v)[j] for k, v in es_all.items()})
+                post = posterior_record({k: su.per_fit(v)[j] for k, v in post_all.items()})
                 got.append(
                     FitResult(
                         i,
@@ -133,12 +134,13 @@ class BatchLoop:
                         outs[j],
                         avgs[j],
                         histories[j],
-                        final_metrics(problems[i], outs[j], avgs[j], es),
+                        final_metrics(problems[i], outs[j], avgs[j], es, post),
                         es,
                         {it: img[j] for it, img in snap_host},
                         interrupted,
                         self.compile_s,
                         self.step_s,
+                        post,
                     )
                 )
         return got

@@ -56,10 +56,12 @@ def largest_side(need: int, have: int, hw) -> tuple[int, int]:
 
 
 def early_stop_bytes(problem, preset) -> int:
-    """Device memory of the early-stopping detector: its window of outputs and the best one."""
-    if preset.early_stop == "off":
-        return 0
-    return (preset.es_window + 1) * BYTES * int(np.prod(problem.out_hw)) * problem.channels
+    """Device memory of per-fit output buffers outside the net: the early-stopping detector's
+    window of outputs and its best one, and the SGLD posterior's mean and squared deviations."""
+    outputs = (preset.es_window + 1 if preset.early_stop != "off" else 0) + (
+        2 if preset.sgld else 0
+    )
+    return outputs * BYTES * int(np.prod(problem.out_hw)) * problem.channels
 
 
 def check(net, z_shape, hw, preset_name: str, n_fits: int = 1, extra_bytes: int = 0) -> None:

@@ -17,6 +17,7 @@ _CONSTRUCTORS = {
     "ResNet": nets.ResNet,
     "texture_nets": nets.get_texture_nets,
     "dcgan": nets.dcgan,
+    "deep_decoder": nets.deep_decoder,
 }
 
 

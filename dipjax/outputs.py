@@ -40,6 +40,8 @@ COLUMNS = (
     "psnr_baseline",
     "psnr_gt_es",
     "es_iter",
+    "psnr_gt_post",
+    "posterior_samples",
     "psnr_mean",
 )
 
@@ -106,6 +108,11 @@ class RunWriter:
         save_png(folder / "output_avg.png", r.output_avg)
         if r.early_stop is not None and r.early_stop["iter"] > 0:
             save_png(folder / "output_es.png", r.early_stop["output"])
+        if r.posterior is not None and r.posterior["samples"] > 0:
+            save_png(folder / "posterior_mean.png", r.posterior["mean"])
+            save_png(folder / "posterior_std.png", uncertainty_map(r.posterior["std"]))
+            atomic_write_bytes(folder / "posterior_mean.npy", _npy(r.posterior["mean"]))
+            atomic_write_bytes(folder / "posterior_std.npy", _npy(r.posterior["std"]))
         if r.snapshots:
             (folder / "snapshots").mkdir(exist_ok=True)
             for it, img in r.snapshots.items():
@@ -131,9 +138,7 @@ class RunWriter:
         stats = ensemble_stats(fits)
         save_png(folder / "mean.png", stats["mean"])
         save_png(folder / "std.png", uncertainty_map(stats["std"]))
-        buf = _io.BytesIO()
-        np.save(buf, stats["std"].astype(np.float32))
-        atomic_write_bytes(folder / "std.npy", buf.getvalue())
+        atomic_write_bytes(folder / "std.npy", _npy(stats["std"]))
         atomic_write_bytes(
             folder / "comparison.png",
             comparison_figure(p, stats["mean"], f"mean of {len(fits)} seeds"),
@@ -157,6 +162,7 @@ class RunWriter:
                         seed=f.seed,
                         iters_done=f.iters_done,
                         es_iter=f.early_stop["iter"] if f.early_stop else None,
+                        posterior_samples=f.posterior["samples"] if f.posterior else None,
                         **{k: f.final.get(k) for k in COLUMNS if k in f.final},
                     )
                 )
@@ -199,6 +205,7 @@ class RunWriter:
                     "early_stop": None
                     if f.early_stop is None
                     else {k: v for k, v in f.early_stop.items() if k != "output"},
+                    "posterior_samples": f.posterior["samples"] if f.posterior else None,
                     "compile_s": f.compile_s,
                     "step_s": f.step_s,
                 }
@@ -241,6 +248,12 @@ class RunWriter:
                     )
         write_table(self.out, self.rows(), "metrics" + part)
         atomic_write_bytes(self.out / f"summary{part}.json", json_bytes(self.summary(run, timing)))
+
+
+def _npy(x) -> bytes:
+    buf = _io.BytesIO()
+    np.save(buf, np.asarray(x, np.float32))
+    return buf.getvalue()
 
 
 def write_table(out: pathlib.Path, rows: list, stem: str = "metrics") -> None:

@@ -60,6 +60,9 @@ _RULES = (
     ("early_stop", lambda v: v in EARLY_STOP_MODES, "must be " + ", ".join(EARLY_STOP_MODES)),
     ("es_window", lambda v: isinstance(v, int) and v >= 2, "must be an integer >= 2"),
     ("es_patience", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
+    ("sgld", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0 (0 = off)"),
+    ("sgld_burn_in", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
+    ("weight_decay", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
 )
 
 
@@ -76,6 +79,9 @@ class Preset:
     blur: the deblurring kernel, 'gauss:SIGMA' (pixels). tv_weight: weight of the output's total
     variation added to the loss (0 = off). early_stop: 'off' | 'mark' | 'halt', the ES-WMV
     detector (``dipjax.early_stop``) with its window and patience in iterations.
+    sgld: 0 = off; else the SGLD noise scale (``dipjax.step.make_step``), and the outputs after
+    ``burn_in`` iterations are posterior samples. sgld_burn_in: 0 = half of ``iters``.
+    weight_decay: L2 weight prior added to the gradient (torch's Adam ``weight_decay``).
     """
 
     name: str
@@ -107,18 +113,30 @@ class Preset:
     early_stop: str = "off"
     es_window: int = 100
     es_patience: int = 500
+    sgld: float = 0.0
+    sgld_burn_in: int = 0
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         for name, ok, why in _RULES:
             value = getattr(self, name)
             if not ok(value):
                 raise ParameterError(name, value, why)
+        if self.sgld and self.sgld_burn_in >= self.iters:
+            raise ParameterError(
+                "sgld_burn_in", self.sgld_burn_in, f"must be below the iterations ({self.iters})"
+            )
         from dipjax.ops.blur import parse_blur
 
         try:
             parse_blur(self.blur)
         except ValueError as e:
             raise ParameterError("blur", self.blur, str(e)) from None
+
+    @property
+    def burn_in(self) -> int:
+        """Iterations before SGLD samples are kept."""
+        return self.sgld_burn_in or self.iters // 2
 
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -131,6 +149,7 @@ _IO_NAMES = {
     "ResNet": ("num_input_channels", "num_output_channels"),
     "texture_nets": ("inp", None),
     "dcgan": ("inp", None),
+    "deep_decoder": ("num_input_channels", "num_output_channels"),
 }
 
 
@@ -165,6 +184,14 @@ def _fast_skip(ch: int, scales: int, skip: int, up="bilinear", depth: int = 8) -
         act_fun="LeakyReLU",
     )
 
+
+def _deep_decoder(k: int) -> NetSpec:
+    return NetSpec.of("deep_decoder", k, 3, channels=k, layers=6)
+
+
+# Langevin noise scale (x the learning rate) that ``--sgld`` alone uses: the best of 0.5, 2 and 8
+# on 64 px crops of F16 and peppers (README, Bayesian DIP).
+SGLD_NOISE = 0.5
 
 _R = RECIPE_NETS
 PRESETS = {
@@ -302,6 +329,20 @@ PRESETS = {
         ),
     ]
 }
+
+for k, suffix, iters in ((128, "", 3000), (64, "-fast", 1500)):
+    # The Deep Decoder (Heckel and Hand): its fixed input is a k-channel U[0, 0.1) grid 32x
+    # smaller than the image; no input perturbation, no early stopping needed.
+    for task, kw in (("denoise", {}), ("inpaint", {"mask_kind": "text"} if suffix else {})):
+        PRESETS[f"{task}-dd{suffix}"] = Preset(
+            f"{task}-dd{suffix}",
+            task,
+            _deep_decoder(k),
+            input_depth=k,
+            iters=iters,
+            reg_noise_std=0.0,
+            **kw,
+        )
 
 # The preset each task runs by default: the paper's recipe on an accelerator, fast on a CPU.
 PAPER_DEFAULT = {

@@ -22,7 +22,8 @@ class FitResult:
     with the detector on, {'iter': detected iteration, 'fired', 'fired_at' (0 = not yet), 'wmv',
     'output': the output there}, else None. snapshots: {iteration: output}. interrupted: stopped
     before its last iteration. compile_s / step_s: of the batch it ran in (step_s: median
-    seconds per iteration of that batch, after compilation)."""
+    seconds per iteration of that batch, after compilation). posterior: with SGLD,
+    ``posterior_record``: {'samples', 'mean', 'std'}, else None."""
 
     index: int
     seed: int
@@ -37,6 +38,7 @@ class FitResult:
     interrupted: bool = False
     compile_s: float = 0.0
     step_s: float = math.nan
+    posterior: Optional[dict] = None
 
     @property
     def diverged(self) -> bool:
@@ -76,15 +78,19 @@ class RunResult:
         return self.timing.get("compile", 0.0)
 
 
-def final_metrics(problem, output, output_avg, early_stop: Optional[dict] = None) -> dict:
-    """PSNR/SSIM of the outputs (and of the early-stopping output) and of the baseline against
-    the ground truth, when known."""
+def final_metrics(
+    problem, output, output_avg, early_stop: Optional[dict] = None, posterior=None
+) -> dict:
+    """PSNR/SSIM of the outputs (and of the early-stopping output and the posterior mean) and
+    of the baseline against the ground truth, when known."""
     out = {}
     gt = problem.gt
     if gt is None:
         return out
     if early_stop is not None and early_stop["iter"] > 0:
         out["psnr_gt_es"] = psnr_np(early_stop["output"], gt)
+    if posterior is not None and posterior["samples"] > 0:
+        out["psnr_gt_post"] = psnr_np(posterior["mean"], gt)
     out["psnr_gt"] = psnr_np(output, gt)
     out["psnr_gt_avg"] = psnr_np(output_avg, gt)
     out["ssim"] = ssim(output, gt)
@@ -104,6 +110,20 @@ def early_stop_record(es: dict) -> Optional[dict]:
         "fired_at": int(es["fired_at"]),
         "wmv": float(es["best_var"]),
         "output": clip01(es["best_out"][0]),
+    }
+
+
+def posterior_record(post: dict) -> Optional[dict]:
+    """The SGLD posterior of one fit from its ``FitState.post`` on the host (None when off):
+    sample count, mean (H, W, C) clipped to [0, 1] and standard deviation (H, W, C)."""
+    if not post:
+        return None
+    n = int(post["n"])
+    m2 = np.asarray(post["m2"][0], np.float32)
+    return {
+        "samples": n,
+        "mean": clip01(post["mean"][0]),
+        "std": np.sqrt(np.maximum(m2, 0.0) / max(n, 1)).astype(np.float32),
     }
 
 

@@ -30,7 +30,8 @@ class FitState:
     step: iterations done; key: the fit's root key (step keys are ``fold_in(key, step)``);
     out_avg: moving average of the outputs (1, H, W, C); saved_*: the last good parameters, for
     backtracking and divergence; last_psnr: the fit PSNR at the last check; es: the early-stopping
-    detector's state (``dipjax.early_stop``), empty when it is off."""
+    detector's state (``dipjax.early_stop``), empty when it is off. post: the running moments
+    of the SGLD posterior samples (``posterior_init``), empty when SGLD is off."""
 
     params: dict
     opt_state: optax.OptState
@@ -41,17 +42,43 @@ class FitState:
     saved_opt_state: optax.OptState
     last_psnr: jax.Array
     es: dict = dataclasses.field(default_factory=dict)
+    post: dict = dataclasses.field(default_factory=dict)
 
 
-def make_optimizer(lr: float) -> optax.GradientTransformation:
-    """Adam with torch's defaults (betas 0.9/0.999, eps 1e-8); the rate can be lowered on device."""
-    return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=0.9, b2=0.999, eps=1e-8)
+def make_optimizer(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """Adam with torch's defaults (betas 0.9/0.999, eps 1e-8); the rate can be lowered on device.
+    ``weight_decay`` > 0 adds ``weight_decay * params`` to the gradient (torch's coupled L2
+    decay: a Gaussian prior on the weights)."""
+
+    def adam(learning_rate):
+        tx = optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8)
+        return optax.chain(optax.add_decayed_weights(weight_decay), tx) if weight_decay else tx
+
+    return optax.inject_hyperparams(adam)(learning_rate=lr)
 
 
-def init_state(net, tx, key: jax.Array, z: jax.Array, es_window: int = 0) -> FitState:
+def posterior_init(shape: tuple) -> dict:
+    """Running moments of the posterior samples (Welford): count ``n``, ``mean`` and ``m2`` (the
+    sum of squared deviations), both of the output's ``shape``."""
+    zeros = jnp.zeros(shape, jnp.float32)
+    return {"n": jnp.zeros((), jnp.int32), "mean": zeros, "m2": zeros}
+
+
+def posterior_update(post: dict, sample: jax.Array, take: jax.Array) -> dict:
+    """``post`` with ``sample`` added where ``take`` (a boolean scalar), unchanged elsewhere."""
+    n = post["n"] + 1
+    delta = sample - post["mean"]
+    mean = post["mean"] + delta / n
+    new = {"n": n, "mean": mean, "m2": post["m2"] + delta * (sample - mean)}
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(take, a, b), new, post)
+
+
+def init_state(
+    net, tx, key: jax.Array, z: jax.Array, es_window: int = 0, posterior: bool = False
+) -> FitState:
     """Initialise weights (PyTorch's default distributions) from the first half of
-    ``split(key)``; the second half drives the per-step input perturbation. ``es_window`` > 0
-    adds the early-stopping detector's state."""
+    ``split(key)``; the second half drives the per-step input perturbation (and SGLD's noise).
+    ``es_window`` > 0 adds the early-stopping detector's state, ``posterior`` the SGLD moments."""
     init_key, key = jax.random.split(key)
     params = net.init(init_key, z)["params"]
     opt_state = tx.init(params)
@@ -67,6 +94,7 @@ def init_state(net, tx, key: jax.Array, z: jax.Array, es_window: int = 0) -> Fit
         copy(opt_state),
         jnp.zeros((), jnp.float32),
         early_stop.init(es_window, out.shape) if es_window else {},
+        posterior_init(out.shape) if posterior else {},
     )
 
 
@@ -74,6 +102,15 @@ def _scale_lr(opt_state, factor):
     hp = dict(opt_state.hyperparams)
     hp["learning_rate"] = hp["learning_rate"] * factor
     return opt_state._replace(hyperparams=hp)
+
+
+def _langevin(params, std, state: FitState):
+    """``params`` + N(0, std**2) noise, one draw per leaf from the step's own key."""
+    key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    noisy = [p + std * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
+    return jax.tree_util.tree_unflatten(treedef, noisy)
 
 
 def make_step(
@@ -89,11 +126,18 @@ def make_step(
     divergence_lr_factor: float = 0.5,
     tv_weight: float = 0.0,
     es_patience: int = 0,
+    sgld: float = 0.0,
+    sgld_burn_in: int = 0,
 ) -> Callable:
     """One iteration: perturb z, forward, loss (plus ``tv_weight`` x total variation of the
     output), gradient, Adam update, output average, PSNRs, backtracking, NaN/Inf rollback and,
     when the state carries one, the early-stopping detector (firing after ``es_patience`` steps
-    without a new variance minimum); all on the device."""
+    without a new variance minimum); all on the device.
+
+    SGLD (Cheng et al., CVPR 2019), when ``sgld`` > 0: after the update every parameter gets
+    Gaussian noise of standard deviation ``sgld`` x the learning rate, drawn from the step's key.
+    When the state carries ``post``, each iteration after ``sgld_burn_in`` adds its output (the
+    forward pass of the step) to the running posterior moments."""
     loss_of = loss_fn(loss)
     where = lambda c, a, b: jax.tree_util.tree_map(lambda x, y: jnp.where(c, x, y), a, b)
 
@@ -113,6 +157,8 @@ def make_step(
         (value, (out, pred)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if sgld:
+            params = _langevin(params, sgld * opt_state.hyperparams["learning_rate"], state)
         psnr_fit = psnr(pred, batch["target"])
         finite = jnp.isfinite(value)
         check = (backtrack_every > 0) & (state.step % max(backtrack_every, 1) == 0)
@@ -146,6 +192,9 @@ def make_step(
             es, metrics["wmv"] = early_stop.update(state.es, out, state.step + 1, es_patience)
             new = new.replace(es=where(finite, es, state.es))
             metrics["es_fired"] = es["fired"]
+        if state.post:
+            take = finite & ~rollback & (state.step >= sgld_burn_in)
+            new = new.replace(post=posterior_update(state.post, out, take))
         if "gt" in batch:
             metrics["psnr_gt"] = psnr(out, batch["gt"])
             metrics["psnr_gt_avg"] = psnr(avg, batch["gt"])

@@ -238,6 +238,7 @@ def test_cli_lists_match_the_library():
     assert cli_args.TASKS == tasks.TASKS and cli_args.MASK_KINDS == tasks.MASK_KINDS
     assert cli_args.NOISES == tasks.NOISES
     assert cli_args.PRESET_NAMES == sorted(presets.PRESETS)
+    assert cli_args.SGLD_NOISE == presets.SGLD_NOISE
 
 
 def test_a_bad_flag_prints_two_lines_and_version_works():

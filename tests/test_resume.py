@@ -43,22 +43,35 @@ def args(png, out, iters=30, seeds=1):
         "5",
         "--seeds",
         str(seeds),
+        "--sgld",
         "--quiet",
         "--out",
         str(out),
     ]
 
 
-# With one seed: interrupted after the first periodic checkpoint. With four: after the first
-# seed finished (its result kept in the checkpoint) and while the others run.
+# SGLD is on (its noise and running posterior moments are part of the state). With one seed:
+# interrupted after the first periodic checkpoint. With four: after the first seed finished (its
+# result kept in the checkpoint) and while the others run.
 CASES = {
-    1: ("checkpoint/state/*", ("output.png", "output_avg.png", "metrics.jsonl")),
+    1: (
+        "checkpoint/state/*",
+        (
+            "output.png",
+            "output_avg.png",
+            "metrics.jsonl",
+            "posterior_mean.npy",
+            "posterior_std.npy",
+        ),
+    ),
     4: (
         "checkpoint/done/*.json",
         (
             "mean.png",
             "std.npy",
             "seed_5/output.png",
+            "seed_5/posterior_std.npy",
+            "seed_8/posterior_mean.npy",
             "seed_6/metrics.jsonl",
             "seed_8/output_avg.png",
             "seed_8/metrics.jsonl",

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from dipjax.nets.dcgan import DCGAN, dcgan
+from dipjax.nets.deep_decoder import DeepDecoder, deep_decoder
 from dipjax.nets.resnet import ResNet
 from dipjax.nets.skip import Skip, skip
 from dipjax.nets.texture_nets import TextureNets, get_texture_nets
@@ -87,6 +88,7 @@ def count_params(variables) -> int:
 
 __all__ = [
     "DCGAN",
+    "DeepDecoder",
     "NET_TYPES",
     "ResNet",
     "Skip",
@@ -94,6 +96,7 @@ __all__ = [
     "UNet",
     "count_params",
     "dcgan",
+    "deep_decoder",
     "get_net",
     "get_texture_nets",
     "skip",
