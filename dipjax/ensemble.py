@@ -36,3 +36,20 @@ def uncertainty_map(std: np.ndarray) -> np.ndarray:
     maximum."""
     s = std.mean(-1, keepdims=True)
     return s / max(float(s.max()), 1e-12)
+
+
+def pooled_posterior(posteriors: Sequence[dict]) -> dict:
+    """The posterior of K SGLD chains together, from each chain's ``samples``, ``mean`` and
+    ``std`` ((H, W, C)): the mean and standard deviation over all their samples (law of total
+    variance), as if the samples had been kept in one list."""
+    n = np.array([p["samples"] for p in posteriors], np.float64)
+    w = (n / n.sum())[:, None, None, None]
+    means = np.stack([p["mean"] for p in posteriors]).astype(np.float64)
+    second = np.stack([p["std"] for p in posteriors]).astype(np.float64) ** 2 + means**2
+    mean = (w * means).sum(0)
+    var = np.maximum((w * second).sum(0) - mean**2, 0.0)
+    return {
+        "samples": int(n.sum()),
+        "mean": mean.astype(np.float32),
+        "std": np.sqrt(var).astype(np.float32),
+    }

@@ -22,7 +22,7 @@ from importlib import metadata
 
 import numpy as np
 
-from dipjax.ensemble import ensemble_stats, uncertainty_map
+from dipjax.ensemble import ensemble_stats, pooled_posterior, uncertainty_map
 from dipjax.figures import comparison_figure, curves_figure
 from dipjax.io import atomic_write_bytes, save_png
 
@@ -143,6 +143,12 @@ class RunWriter:
             folder / "comparison.png",
             comparison_figure(p, stats["mean"], f"mean of {len(fits)} seeds"),
         )
+        if all(f.posterior is not None and f.posterior["samples"] > 0 for f in fits):
+            post = pooled_posterior([f.posterior for f in fits])
+            save_png(folder / "posterior_mean.png", post["mean"])
+            save_png(folder / "posterior_std.png", uncertainty_map(post["std"]))
+            atomic_write_bytes(folder / "posterior_mean.npy", _npy(post["mean"]))
+            atomic_write_bytes(folder / "posterior_std.npy", _npy(post["std"]))
 
     def rows(self) -> list:
         """One metrics row per fit written so far, and a ``mean`` row per ensemble."""

@@ -10,6 +10,7 @@ from conftest import smooth_image, tiny_preset
 
 from dipjax import api, build
 from dipjax.engine import run as dipjax_run
+from dipjax.ensemble import pooled_posterior
 from dipjax.results import posterior_record
 from dipjax.step import init_state, make_step
 
@@ -87,14 +88,27 @@ def test_cli_sgld_writes_the_posterior(tmp_path):
     save_png(img, smooth_image(32, 32))
     out = tmp_path / "out"
     argv = ["--preset", "denoise-fast", "--image", str(img), "--degrade", "--iters", "6"]
-    argv += ["--sgld", "--sgld-burn-in", "2", "--out", str(out), "--quiet"]
+    argv += ["--sgld", "--sgld-burn-in", "2", "--seeds", "2", "--out", str(out), "--quiet"]
     assert fit.main(argv) == 0
-    for name in ("posterior_mean.png", "posterior_std.png"):
-        assert (out / name).stat().st_size > 0
+    for folder in (out, out / "seed_0", out / "seed_1"):  # the chains pooled, and each chain
+        for name in ("posterior_mean.png", "posterior_std.png"):
+            assert (folder / name).stat().st_size > 0
+    chains = [np.load(out / f"seed_{s}" / "posterior_mean.npy") for s in (0, 1)]
+    np.testing.assert_allclose(np.load(out / "posterior_mean.npy"), np.mean(chains, 0), atol=1e-6)
     std = np.load(out / "posterior_std.npy")
     assert std.shape == (32, 32, 3) and np.isfinite(std).all() and std.max() > 0
     summary = json.loads((out / "summary.json").read_text())
-    assert (
-        summary["hyperparameters"]["sgld"] == 0.5 and summary["fits"][0]["posterior_samples"] == 4
-    )
+    assert summary["hyperparameters"]["sgld"] == 0.5
+    assert [f["posterior_samples"] for f in summary["fits"]] == [4, 4]
     assert "psnr_gt_post" in summary["fits"][0]["final"]
+
+
+def test_pooled_chains_are_the_moments_of_all_samples():
+    rng = np.random.default_rng(0)
+    chains = [rng.normal(m, s, (n, 4, 5, 3)) for m, s, n in ((0.2, 0.1, 7), (0.5, 0.3, 7))]
+    each = [{"samples": len(c), "mean": c.mean(0), "std": c.std(0)} for c in chains]
+    pooled = pooled_posterior(each)
+    every = np.concatenate(chains)
+    assert pooled["samples"] == 14
+    np.testing.assert_allclose(pooled["mean"], every.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pooled["std"], every.std(0), rtol=1e-5, atol=1e-6)
