@@ -61,7 +61,11 @@ def _jsonable(o):
 
 
 def hyperparameters(preset) -> dict:
-    return {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset)}
+    """Every field of ``preset``, with SGLD's burn-in resolved."""
+    out = {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset)}
+    if preset.sgld:
+        out["sgld_burn_in"] = preset.burn_in
+    return out
 
 
 class RunWriter:

@@ -61,7 +61,11 @@ _RULES = (
     ("es_window", lambda v: isinstance(v, int) and v >= 2, "must be an integer >= 2"),
     ("es_patience", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
     ("sgld", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0 (0 = off)"),
-    ("sgld_burn_in", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
+    (
+        "sgld_burn_in",
+        lambda v: v is None or (isinstance(v, int) and v >= 0),
+        "must be an integer >= 0",
+    ),
     ("weight_decay", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
 )
 
@@ -80,7 +84,7 @@ class Preset:
     variation added to the loss (0 = off). early_stop: 'off' | 'mark' | 'halt', the ES-WMV
     detector (``dipjax.early_stop``) with its window and patience in iterations.
     sgld: 0 = off; else the SGLD noise scale (``dipjax.step.make_step``), and the outputs after
-    ``burn_in`` iterations are posterior samples. sgld_burn_in: 0 = half of ``iters``.
+    ``burn_in`` iterations are posterior samples. sgld_burn_in: None = half of ``iters``.
     weight_decay: L2 weight prior added to the gradient (torch's Adam ``weight_decay``).
     """
 
@@ -114,7 +118,7 @@ class Preset:
     es_window: int = 100
     es_patience: int = 500
     sgld: float = 0.0
-    sgld_burn_in: int = 0
+    sgld_burn_in: Optional[int] = None
     weight_decay: float = 0.0
 
     def __post_init__(self):
@@ -122,9 +126,15 @@ class Preset:
             value = getattr(self, name)
             if not ok(value):
                 raise ParameterError(name, value, why)
-        if self.sgld and self.sgld_burn_in >= self.iters:
+        if self.sgld_burn_in is not None and not self.sgld:
+            raise ParameterError("sgld_burn_in", self.sgld_burn_in, "applies only with sgld > 0")
+        if self.sgld and self.burn_in >= self.iters:
             raise ParameterError(
                 "sgld_burn_in", self.sgld_burn_in, f"must be below the iterations ({self.iters})"
+            )
+        if self.sgld and self.early_stop == "halt":
+            raise ParameterError(
+                "early_stop", "halt", "would end an SGLD run before its samples; use mark"
             )
         from dipjax.ops.blur import parse_blur
 
@@ -136,7 +146,7 @@ class Preset:
     @property
     def burn_in(self) -> int:
         """Iterations before SGLD samples are kept."""
-        return self.sgld_burn_in or self.iters // 2
+        return self.iters // 2 if self.sgld_burn_in is None else self.sgld_burn_in
 
     def replace(self, **changes) -> "Preset":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -41,6 +41,9 @@ RUN_FLAGS = (
     "early_stop",
     "es_window",
     "es_patience",
+    "sgld",
+    "sgld_burn_in",
+    "weight_decay",
     "init_style",
     "seed",
     "seeds",
@@ -67,6 +70,10 @@ RUN_FILES = (
     "mean.png",
     "std.png",
     "std.npy",
+    "posterior_mean.png",
+    "posterior_std.png",
+    "posterior_mean.npy",
+    "posterior_std.npy",
 )
 RUN_DIRS = ("checkpoint", "snapshots")
 LOCK = ".dipjax.lock"

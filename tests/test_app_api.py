@@ -156,7 +156,10 @@ def test_job_folder_is_a_command_line_run_folder(finished, client, runs):
     assert summary["preset"] == "inpaint-fast" and summary["fits"][0]["iters_done"] == 10
     assert not (folder / "checkpoint").exists()
     assert client.get(f"/api/jobs/{job['id']}/files/run.json").status_code == 404
-    assert client.get(f"/api/jobs/{job['id']}/files/../job.json").status_code == 404
+    # percent-encoded, so that the client does not resolve the dots before the server sees them
+    for name in ("%2E%2E/job.json", "seed_0/%2E%2E/job.json", "inputs/%2E%2E/job.json"):
+        assert client.get(f"/api/jobs/{job['id']}/files/{name}").status_code == 404, name
+    assert (folder / "job.json").is_file()
 
 
 def test_a_new_server_lists_the_finished_job(finished, runs):

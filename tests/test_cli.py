@@ -10,6 +10,8 @@ import pytest
 from conftest import smooth_image
 from PIL import Image
 
+from dipjax.io import InputError
+
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
 
@@ -353,3 +355,37 @@ def test_second_run_loads_its_steps_from_the_compile_cache(small_png, tmp_path):
     )
     assert info.returncode == 0 and str(tmp_path / "cache") in info.stdout
     assert " 0 entries" not in info.stdout
+
+
+# Flags about this invocation, not the run: --resume may differ in them.
+NOT_RUN_FLAGS = {
+    "distributed",
+    "coordinator",
+    "num_processes",
+    "process_id",
+    "out",
+    "overwrite",
+    "resume",
+    "compile_cache",
+    "no_compile_cache",
+    "cache_info",
+    "clear_cache",
+    "quiet",
+    "version",
+}
+
+
+def test_every_setting_is_recorded_for_resume(tmp_path):
+    from dipjax import cli_args, runfolder
+
+    ap = cli_args.parser()
+    dests = {a.dest for a in ap._actions if a.dest != "help"}
+    assert dests - NOT_RUN_FLAGS == set(runfolder.RUN_FLAGS)
+    args = ap.parse_args(["--task", "denoise", "--sgld", "--sgld-burn-in", "3"])
+    runfolder.write_record(tmp_path, args)
+    record = runfolder.read_record(str(tmp_path))
+    assert (record["sgld"], record["sgld_burn_in"]) == (0.5, 3)
+    again = ap.parse_args(["--resume", str(tmp_path), "--sgld", "8"])
+    defaults = {k: ap.get_default(k) for k in runfolder.RUN_FLAGS}
+    with pytest.raises(InputError, match="--sgld cannot change"):
+        runfolder.refuse_changes(again, defaults)

@@ -112,3 +112,28 @@ def test_pooled_chains_are_the_moments_of_all_samples():
     assert pooled["samples"] == 14
     np.testing.assert_allclose(pooled["mean"], every.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pooled["std"], every.std(0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        (dict(sgld_burn_in=3), "sgld_burn_in"),  # a burn-in without SGLD does nothing
+        (dict(sgld=0.5, sgld_burn_in=20), "sgld_burn_in"),  # no samples would be left
+        (dict(sgld=0.5, early_stop="halt"), "early_stop"),  # could stop before the samples
+        (dict(sgld=-1.0), "sgld"),
+    ],
+)
+def test_settings_that_would_give_no_posterior_are_refused(kw, name):
+    from dipjax.presets import ParameterError
+
+    with pytest.raises(ParameterError) as e:
+        tiny_preset("denoise", iters=20, **kw)
+    assert e.value.name == name
+
+
+def test_burn_in_defaults_to_half_and_is_recorded_resolved():
+    from dipjax.outputs import hyperparameters
+
+    p = tiny_preset("denoise", iters=20, sgld=0.5)
+    assert p.burn_in == 10 and hyperparameters(p)["sgld_burn_in"] == 10
+    assert tiny_preset("denoise", iters=20, sgld=0.5, sgld_burn_in=0).burn_in == 0

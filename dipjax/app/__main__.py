@@ -6,6 +6,7 @@ Needs the ``app`` extra (``pip install -e '.[app]'``): Starlette and uvicorn.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pathlib
 import socket
@@ -20,6 +21,22 @@ def default_runs() -> pathlib.Path:
     return pathlib.Path(base) / "dipjax" / "runs"
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m dipjax.app",
@@ -27,12 +44,12 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    ap.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
+    ap.add_argument("--port", type=_port, default=8765, help="port (0: any free one)")
     ap.add_argument("--runs", type=pathlib.Path, default=default_runs(), help="job folders")
-    ap.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload")
+    ap.add_argument("--max-upload-mb", type=_positive, default=25.0, help="largest upload")
     ap.add_argument(
         "--max-megapixels",
-        type=float,
+        type=_positive,
         default=40.0,
         help="largest image (sets DIPJAX_MAX_PIXELS for this server's jobs)",
     )
@@ -70,13 +87,21 @@ def main(argv=None) -> int:
         sock.bind((args.host, args.port))
         sock.listen(128)  # connections wait in the backlog until the server accepts them
     except OSError as e:
-        print(f"dipjax-app: error: --port {args.port}: {e.strerror}", file=sys.stderr)
+        print(f"dipjax-app: error: {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
         return 2
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"dipjax-app: serving on http://{shown}:{port}/ (jobs in {args.runs})", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    server.run(sockets=[sock])
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            # Before uvicorn waits for open connections: end the pages' event streams and stop
+            # the running job (checkpoint kept), so that Ctrl-C does not wait for a whole fit.
+            app.state.jobs.begin_close()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+    Server(config).run(sockets=[sock])
     return 0
 
 

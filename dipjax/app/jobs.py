@@ -169,14 +169,22 @@ class Jobs:
         self._thread = threading.Thread(target=self._work, name="dipjax-jobs", daemon=True)
         self._thread.start()
 
-    def close(self, timeout: float = 120.0) -> None:
-        """Stop the running job (it saves a checkpoint) and end the worker."""
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def begin_close(self) -> None:
+        """Ask the running job to stop (it saves a checkpoint); take no new one."""
         with self._cv:
             self._closing = True
             for job in self.jobs.values():
                 if job.status == "running":
                     job.stop_requested = True
             self._cv.notify_all()
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Stop the running job (it saves a checkpoint) and end the worker."""
+        self.begin_close()
         if self._thread is not None:
             self._thread.join(timeout)
 

@@ -21,6 +21,8 @@ import time
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -36,6 +38,7 @@ DEFAULT_UPLOAD_BYTES = 25 * 2**20
 # The run files a client may fetch, relative to the job folder.
 FILES = re.compile(
     r"^((seed_\d+/)?(output|output_avg|output_es|curves)\.png|(seed_\d+/)?metrics\.jsonl"
+    r"|(seed_\d+/)?posterior_(mean|std)\.png"
     r"|(degraded|comparison|mean|std|preview)\.png|summary\.json|metrics\.(csv|json)|log\.txt"
     r"|inputs/(image(\.[a-z]+)?|mask\.png))$"
 )
@@ -47,7 +50,10 @@ def _error(message: str, status: int = 400) -> JSONResponse:
 
 async def _read_form(request: Request, limit: int):
     """The multipart form, refused (``InputError``) past ``limit`` bytes before it is parsed."""
-    if int(request.headers.get("content-length") or 0) > limit:
+    declared = request.headers.get("content-length") or "0"
+    if not declared.isdigit():
+        raise InputError("upload: the request's Content-Length is not a number")
+    if int(declared) > limit:
         raise InputError(_too_big(limit))
     body = bytearray()
     async for chunk in request.stream():
@@ -58,7 +64,10 @@ async def _read_form(request: Request, limit: int):
     async def replay():
         return {"type": "http.request", "body": bytes(body), "more_body": False}
 
-    return await Request(request.scope, replay).form(max_files=2, max_fields=30)
+    try:
+        return await Request(request.scope, replay).form(max_files=2, max_fields=30)
+    except (HTTPException, MultiPartException) as e:  # too many files or fields, bad encoding
+        raise InputError(f"upload: {getattr(e, 'detail', None) or e}") from None
 
 
 def _too_big(limit: int) -> str:
@@ -259,7 +268,7 @@ def create_app(runs, *, max_upload_bytes: int = DEFAULT_UPLOAD_BYTES, start_work
 
         async def stream():
             seen, sent, batch = None, 0, None
-            while not await request.is_disconnected():
+            while not (jobs.closing or await request.is_disconnected()):
                 now = (job.version, jobs.version)
                 if now != seen:
                     if job.progress.get("batch") != batch:  # a new batch starts a new curve

@@ -61,7 +61,8 @@ function showJob(s) {
     li.textContent = n;
     return li;
   }));
-  if (["done", "stopped"].includes(s.status) && s.files.includes("output.png")) showResult(s, url);
+  const finished = s.files.includes("output.png") || s.files.includes("mean.png");
+  if (["done", "stopped"].includes(s.status) && finished) showResult(s, url);
 }
 
 function showResult(s, url) {
@@ -71,6 +72,7 @@ function showResult(s, url) {
   $("preview").src = url(s.files.includes("output_avg.png") ? "output_avg.png" : out);
   const labels = { "output.png": "output", "mean.png": "mean of the seeds",
     "output_avg.png": "moving average", "output_es.png": "early-stopping output",
+    "posterior_mean.png": "posterior mean", "posterior_std.png": "posterior std",
     "summary.json": "summary.json" };
   $("downloads").replaceChildren(...Object.keys(labels).filter((f) => s.files.includes(f)).map((f) => {
     const a = document.createElement("a");
