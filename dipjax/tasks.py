@@ -136,6 +136,12 @@ def prepare_masked(
         degrade = True
     else:
         mask = deg.binarize_mask(_crop(mask, p.crop, []), _name(names, "mask"))
+        if mask.min() > 0.5:
+            where = " inside the crop" if notes else ""
+            raise InputError(
+                f"{_name(names, 'mask')}: the mask marks no pixel to fill{where} (all white); "
+                f"paint or draw in black the region to fill"
+            )
     if degrade:
         gt = image
     elif gt is not None:

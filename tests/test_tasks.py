@@ -1,7 +1,7 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_preset
+from conftest import smooth_image, tiny_preset
 
 from dipjax import degrade, tasks
 from dipjax.io import InputError
@@ -111,3 +111,10 @@ def test_flash_of_another_size_is_refused(image):
     p = tiny_preset("flash-no-flash", input_kind="image", input_depth=3)
     with pytest.raises(InputError, match="f.png: size 16x32 differs from the no-flash"):
         tasks.prepare("flash-no-flash", p, image, flash=image[:, :16], names={"flash": "f.png"})
+
+
+def test_a_mask_with_nothing_to_fill_is_refused_naming_the_file():
+    p = tiny_preset("inpaint")
+    white = np.ones((32, 32, 1), np.float32)
+    with pytest.raises(InputError, match="^holes.png: the mask marks no pixel to fill"):
+        tasks.prepare("inpaint", p, smooth_image(), mask=white, names={"mask": "holes.png"})
