@@ -3,6 +3,7 @@ tiny fit that beats its noisy input without early stopping."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from conftest import smooth_image
 
@@ -59,3 +60,22 @@ def test_tiny_deep_decoder_fit_beats_its_noisy_input():
     problem = api.prepare("denoise", p, smooth_image(32, 32), degrade=True, seed=0)
     res = fit_problem(problem, p, seed=0)
     assert res.final["psnr_gt"] > res.final["psnr_baseline"] + 2.0, res.final
+
+
+def test_one_layer_by_hand():
+    # conv 1x1 (no bias) -> ReLU -> channel normalisation (scale, shift) -> conv 1x1 -> sigmoid
+    net = deep_decoder(4, 2, channels=3, layers=1)
+    z = jax.random.uniform(jax.random.key(1), (1, 5, 6, 4))
+    params = net.init(jax.random.key(0), z)["params"]
+    leaves = {
+        "/".join(k.key for k in path): np.asarray(v)
+        for path, v in jax.tree_util.tree_leaves_with_path(params)
+    }
+    convs = sorted(k for k in leaves if k.endswith("kernel"))
+    norm = [k.rsplit("/", 1)[0] for k in leaves if k.endswith("scale")][0]
+    h = np.maximum(np.asarray(z, np.float64) @ leaves[convs[0]][0, 0], 0)
+    h = (h - h.mean((0, 1, 2))) / np.sqrt(h.var((0, 1, 2)) + 1e-5)
+    h = h * leaves[norm + "/scale"] + leaves[norm + "/bias"]
+    want = 1 / (1 + np.exp(-(h @ leaves[convs[1]][0, 0])))
+    got = np.asarray(net.apply({"params": params}, z))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
