@@ -97,13 +97,6 @@ def check(argv: list, accelerator: bool) -> list:
         )
     except ParameterError as e:
         raise InputError(fit._flag_message(e)) from None
-        mask = deg.binarize_mask(_crop(mask, p.crop, []), _name(names, "mask"))
-        if mask.min() > 0.5:
-            where = " inside the crop" if mask.shape[:2] != image.shape[:2] or notes else ""
-            raise InputError(
-                f"{_name(names, 'mask')}: the mask marks no pixel to fill{where} (all white); "
-                f"paint or draw in black the region to fill"
-            )
     return ([note] if note else []) + [n for p in problems for n in p.notes] + warned
 
 
