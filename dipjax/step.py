@@ -14,7 +14,6 @@ from typing import Callable, Optional
 
 import flax.struct
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
@@ -108,9 +107,10 @@ def _scale_lr(opt_state, factor):
 def _langevin(params, std, state: FitState):
     """``params`` + N(0, std**2) noise, one draw per leaf from the step's own key."""
     key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
-    flat, unflatten = jax.flatten_util.ravel_pytree(params)
-    # One draw for all weights: a draw per leaf made the chunk several times slower to compile.
-    return unflatten(flat + std * jax.random.normal(key, flat.shape, flat.dtype))
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    noisy = [p + std * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
+    return jax.tree_util.tree_unflatten(treedef, noisy)
 
 
 def make_step(
