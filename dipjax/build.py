@@ -47,7 +47,7 @@ def problem_arrays(problem, preset: Preset, seed: int):
         z.shape,
         problem.out_hw,
         preset.name,
-        extra_bytes=memory.early_stop_bytes(problem, preset),
+        extra_bytes=memory.output_buffer_bytes(problem, preset),
     )
     batch = {"z": z, "target": jnp.asarray(problem.target[None])}
     for name in ("mask", "gt"):

@@ -55,7 +55,7 @@ def largest_side(need: int, have: int, hw) -> tuple[int, int]:
     return int(hw[0] * f), int(hw[1] * f)
 
 
-def early_stop_bytes(problem, preset) -> int:
+def output_buffer_bytes(problem, preset) -> int:
     """Device memory of per-fit output buffers outside the net: the early-stopping detector's
     window of outputs and its best one, and the SGLD posterior's mean and squared deviations."""
     outputs = (preset.es_window + 1 if preset.early_stop != "off" else 0) + (
@@ -81,6 +81,6 @@ def check(net, z_shape, hw, preset_name: str, n_fits: int = 1, extra_bytes: int 
 
 def fits_at_once(net, z_shape, problem, preset, n_devices: int) -> int:
     """How many fits of ``problem`` the devices hold at once by ``estimate_bytes``."""
-    per_fit = estimate_bytes(net, z_shape) + early_stop_bytes(problem, preset)
+    per_fit = estimate_bytes(net, z_shape) + output_buffer_bytes(problem, preset)
     per_device = max(1, device_bytes() // max(per_fit, 1))
     return int(per_device * n_devices)

@@ -113,10 +113,7 @@ class RunWriter:
         if r.early_stop is not None and r.early_stop["iter"] > 0:
             save_png(folder / "output_es.png", r.early_stop["output"])
         if r.posterior is not None and r.posterior["samples"] > 0:
-            save_png(folder / "posterior_mean.png", r.posterior["mean"])
-            save_png(folder / "posterior_std.png", uncertainty_map(r.posterior["std"]))
-            atomic_write_bytes(folder / "posterior_mean.npy", _npy(r.posterior["mean"]))
-            atomic_write_bytes(folder / "posterior_std.npy", _npy(r.posterior["std"]))
+            _write_posterior(folder, r.posterior)
         if r.snapshots:
             (folder / "snapshots").mkdir(exist_ok=True)
             for it, img in r.snapshots.items():
@@ -148,11 +145,7 @@ class RunWriter:
             comparison_figure(p, stats["mean"], f"mean of {len(fits)} seeds"),
         )
         if all(f.posterior is not None and f.posterior["samples"] > 0 for f in fits):
-            post = pooled_posterior([f.posterior for f in fits])
-            save_png(folder / "posterior_mean.png", post["mean"])
-            save_png(folder / "posterior_std.png", uncertainty_map(post["std"]))
-            atomic_write_bytes(folder / "posterior_mean.npy", _npy(post["mean"]))
-            atomic_write_bytes(folder / "posterior_std.npy", _npy(post["std"]))
+            _write_posterior(folder, pooled_posterior([f.posterior for f in fits]))
 
     def rows(self) -> list:
         """One metrics row per fit written so far, and a ``mean`` row per ensemble."""
@@ -258,6 +251,14 @@ class RunWriter:
                     )
         write_table(self.out, self.rows(), "metrics" + part)
         atomic_write_bytes(self.out / f"summary{part}.json", json_bytes(self.summary(run, timing)))
+
+
+def _write_posterior(folder: pathlib.Path, post: dict) -> None:
+    """posterior_mean/std as pictures and as raw arrays."""
+    save_png(folder / "posterior_mean.png", post["mean"])
+    save_png(folder / "posterior_std.png", uncertainty_map(post["std"]))
+    atomic_write_bytes(folder / "posterior_mean.npy", _npy(post["mean"]))
+    atomic_write_bytes(folder / "posterior_std.npy", _npy(post["std"]))
 
 
 def _npy(x) -> bytes:

@@ -48,13 +48,6 @@ METHODS = (
 )
 
 
-def centre_crop(x: np.ndarray, side: int) -> np.ndarray:
-    h, w = x.shape[:2]
-    side = min(side, h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    return x[top : top + side, left : left + side]
-
-
 def calibration(std: np.ndarray, err: np.ndarray, bins: int = 10) -> dict:
     """Pearson correlation of ``std`` and ``err`` (same shapes) and, per quantile bin of std,
     the mean std and the mean |error|."""
@@ -67,10 +60,10 @@ def calibration(std: np.ndarray, err: np.ndarray, bins: int = 10) -> dict:
     return {"corr": corr, "std": pred, "abs_err": got}
 
 
-def denoise_one(name: str, args) -> dict:
+def denoise_one(name: str, args) -> tuple:
     d = args.data_dir / "denoise9"
-    gt = centre_crop(io.load_image(d / f"{name}.png"), args.crop)
-    noisy = centre_crop(io.load_image(d / "sigma25" / f"{name}.png"), args.crop)
+    gt = io.centre_crop(io.load_image(d / f"{name}.png"), args.crop)
+    noisy = io.centre_crop(io.load_image(d / "sigma25" / f"{name}.png"), args.crop)
     dip = get_preset("denoise-fast").replace(iters=args.iters, early_stop="mark")
     row = {"image": name, "noisy": psnr_np(noisy, gt)}
     t = time.perf_counter()
@@ -103,8 +96,8 @@ def kate(args, out: pathlib.Path) -> dict:
     import matplotlib.pyplot as plt
 
     d = args.data_dir / "dip" / "inpainting"
-    img = centre_crop(io.load_image(d / "kate.png"), args.kate_crop)
-    mask = centre_crop(io.load_image(d / "kate_mask.png"), args.kate_crop)
+    img = io.centre_crop(io.load_image(d / "kate.png"), args.kate_crop)
+    mask = io.centre_crop(io.load_image(d / "kate_mask.png"), args.kate_crop)
     sgld = get_preset("inpaint-fast").replace(iters=args.iters, sgld=args.sgld)
     problem = api.prepare("inpaint", sgld, img, mask=mask, gt=img)
     post = api.fit_problem(problem, sgld, seed=0)
