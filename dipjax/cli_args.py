@@ -213,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
         help="continue the interrupted run in DIR (its --out); other "
         "flags are taken from DIR/run.json",
     )
-    a("--chunk", type=int, default=0, help="steps per host call (default: 5 on CPU, 50 else)")
+    a("--chunk", type=int, default=0, help="steps per host call (default: 1 on CPU, 50 else)")
     a(
         "--compile-cache",
         metavar="DIR",
@@ -324,8 +324,12 @@ def resolve_preset(args, accelerator: bool):
         p = get_preset(name)
         if not accelerator:
             iters = args.iters or p.iters
+            where = ""
+            if not args.image and p.demo_side:
+                side = p.demo_side
+                where = f" on the packaged image's top-centre {side}x{side} (the face)"
             note = (
-                f"no accelerator found: running the CPU preset '{name}' ({iters} iters); "
+                f"no accelerator found: running the CPU preset '{name}' ({iters} iters){where}; "
                 f"for the paper's recipe add --preset {PAPER_DEFAULT[args.task]}"
             )
     else:

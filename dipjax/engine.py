@@ -117,7 +117,7 @@ def run(
 
     ``strategy``: 'auto' | 'vmap' | 'sequential' | 'measure' (``dipjax.plan``); ``max_batch``:
     most fits vmapped at once; ``devices``: where vmapped fits are sharded (default: all local).
-    ``chunk``: steps per host call (default 5 on a CPU, 50 elsewhere). ``save_every``: keep the
+    ``chunk``: steps per host call (default 1 on a CPU, 50 elsewhere). ``save_every``: keep the
     output every N iterations (``FitResult.snapshots``). ``checkpointer``
     (``dipjax.checkpoint.Checkpointer``): save the batch in flight every ``checkpoint_every``
     iterations and when stopped, keep each finished fit, and resume from what it holds (the

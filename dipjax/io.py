@@ -172,10 +172,15 @@ def bicubic_upscale(lr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return _to_array(to_pil(lr).resize((size_hw[1], size_hw[0]), Image.BICUBIC), "")
 
 
-def default_image() -> np.ndarray:
-    """The image that ships with the package (256x256 RGB), float32 in [0, 1]."""
+def default_image(side: int = 0) -> np.ndarray:
+    """The image that ships with the package (256x256 RGB), float32 in [0, 1]; with ``side``,
+    its top-centre ``side`` x ``side`` square (128: the face)."""
     import importlib.resources
 
     ref = importlib.resources.files("dipjax") / "data" / "astronaut.png"
     with importlib.resources.as_file(ref) as path:
-        return load_image(path)
+        img = load_image(path)
+    if side:
+        left = (img.shape[1] - side) // 2
+        img = img[:side, left : left + side]
+    return img

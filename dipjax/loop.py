@@ -70,17 +70,26 @@ class BatchLoop:
         state, skip, done = su.state, len(histories[0]), 0
         snaps, pending, self.halted, self._last_ready = [], None, False, 0.0
         sync = preset.early_stop == "halt" or not self.pipeline
+        runners = {}  # by chunk length: the state's signature does not change within a batch
         for n in sizes:
             if done + n <= skip:
                 done += n
                 continue
-            with self.timing("compile"):
-                runner, seconds = compiled_chunk(
-                    su.step, n, state, su.batch, batch_axes=su.axes, mesh=su.mesh, cache=self.cache
-                )
-            self.compile_s += seconds
-            if seconds:  # a chunk that finished while this compiled must not be charged for it
-                self._last_ready = time.perf_counter()
+            if n not in runners:
+                with self.timing("compile"):
+                    runners[n], seconds = compiled_chunk(
+                        su.step,
+                        n,
+                        state,
+                        su.batch,
+                        batch_axes=su.axes,
+                        mesh=su.mesh,
+                        cache=self.cache,
+                    )
+                self.compile_s += seconds
+                if seconds:  # a chunk that finished while this compiled must not be charged for it
+                    self._last_ready = time.perf_counter()
+            runner = runners[n]
             with self.timing("host"):
                 t_dispatch = time.perf_counter()
                 state, m = runner(state, su.batch)

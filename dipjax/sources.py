@@ -27,9 +27,10 @@ def problem_for(
     **extra,
 ):
     """The Problem of ``task`` (see ``tasks.prepare``). With ``image=None`` the packaged image
-    is used and degraded (and inpainting generates a text mask when the preset wants a file)."""
+    (``preset.demo_side``) is used and degraded (and inpainting generates a text mask when the
+    preset wants a file)."""
     if image is None:
-        image, degrade = default_image(), True
+        image, degrade = default_image(preset.demo_side), True
         if extra.get("mask") is None and preset.mask_kind == "file":
             preset = preset.replace(mask_kind="text")
     return tasks.prepare(

@@ -31,6 +31,9 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from machine import describe, summary_line  # noqa: E402
 
 
 def reference_worker(args) -> None:
@@ -226,17 +229,9 @@ def main(argv=None):
             f"checkout (no models/ folder)"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    print(
-        json.dumps(
-            {
-                "machine": platform.processor() or platform.machine(),
-                "cpus": os.cpu_count(),
-                "threads": args.threads,
-                "python": platform.python_version(),
-            }
-        ),
-        flush=True,
-    )
+    machine = describe(torch=bool(args.reference_dir))
+    machine.update(threads=args.threads, python=platform.python_version())
+    print(json.dumps(machine), flush=True)
     rows = []
     for name in args.presets:
         args.preset = name
@@ -253,9 +248,12 @@ def main(argv=None):
                 )
                 print(json.dumps(rows[-1]), flush=True)
     (args.out / "results.json").write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=1)
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "machine": machine, "rows": rows},
+            indent=1,
+        )
     )
-    md = table(rows)
+    md = f"{summary_line(machine)}; {args.threads} threads\n\n" + table(rows)
     (args.out / "table.md").write_text(md + "\n")
     plot(rows, args.out / "bench_end_to_end.png")
     print("\n" + md)

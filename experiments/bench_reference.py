@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,6 +33,9 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from machine import describe, summary_line  # noqa: E402
 
 RECIPES = {
     "denoise": ("denoising_F16", "identity", 1 / 30),
@@ -170,21 +172,6 @@ def worker_jax(recipe, size, args):
     }
 
 
-def matmul_peak(n=2048, repeats=5):
-    import jax
-    import jax.numpy as jnp
-
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference-dir")
@@ -222,13 +209,8 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    peak = matmul_peak()
-    machine = {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "threads": args.threads,
-        "matmul_peak_gflops": peak / 1e9,
-    }
+    machine = describe(torch=bool(args.reference_dir))
+    machine.update(threads=args.threads, matmul_peak_gflops=machine["xla_f32_gflops"])
     print(json.dumps(machine), flush=True)
     rows = []
     jobs = [("denoise", s) for s in args.sizes if "denoise" in args.recipes]
@@ -268,8 +250,7 @@ def main(argv=None):
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = [
-        f"{machine['cpus']} CPUs, {args.threads} threads, float32 matmul peak "
-        f"{machine['matmul_peak_gflops']:.0f} GFLOP/s; median of {args.iters} iterations "
+        f"{summary_line(machine)}; {args.threads} threads; median of {args.iters} iterations "
         f"after {args.warmup}",
         "",
         "| recipe | size | reference s/it | dipjax s/it | dipjax speed-up | dipjax compile s "
@@ -285,7 +266,7 @@ def main(argv=None):
             f"{f(j, 'compile_s', '.1f')} | {f(t, 'peak_rss_mb', '.0f')} / "
             f"{f(j, 'peak_rss_mb', '.0f')} | "
             + (
-                f"{r['jax_gflops']:.1f} ({100 * r['jax_gflops'] * 1e9 / peak:.0f} %)"
+                f"{r['jax_gflops']:.1f} ({100 * r['jax_gflops'] / machine['xla_f32_gflops']:.0f} %)"
                 if "jax_gflops" in r
                 else "-"
             )

@@ -126,3 +126,16 @@ def test_heic_is_named_and_written_files_follow_the_umask(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "o.png").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_demo_crop_is_the_top_centre_of_the_packaged_image():
+    from dipjax import prepare
+    from dipjax.io import default_image
+    from dipjax.presets import get_preset
+
+    full, face = default_image(), default_image(128)
+    assert full.shape == (256, 256, 3) and face.shape == (128, 128, 3)
+    np.testing.assert_array_equal(face, full[:128, 64:192])
+    # the CPU super-resolution demo fits the face; the other presets the whole image
+    assert prepare("superres", get_preset("superres-fast"), None).gt.shape == (128, 128, 3)
+    assert prepare("denoise", get_preset("denoise-fast"), None).gt.shape == (256, 256, 3)

@@ -33,3 +33,15 @@ def test_psnr_sr_border_is_4_at_the_start_and_5_at_the_end(row, counted):
     out = gt.copy()
     out[20, row] += 0.1
     assert math.isinf(psnr_sr(out, gt)) != counted
+
+
+def test_ssim_of_two_flat_images_is_the_luminance_term():
+    from dipjax.metrics import ssim
+
+    # flat images: no variance, so only the mean term remains; dark, so that C1 weighs in
+    c1, a, b = 0.01**2, 0.01, 0.02
+    want = (2 * a * b + c1) / (a * a + b * b + c1)
+    got = ssim(np.full((24, 24, 3), a, np.float32), np.full((24, 24, 3), b, np.float32))
+    assert want == pytest.approx(0.5 / 0.6) and got == pytest.approx(want, rel=1e-4)
+    noisy = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
+    assert ssim(noisy, noisy) == pytest.approx(1.0, abs=1e-6)
