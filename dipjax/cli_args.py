@@ -327,7 +327,7 @@ def resolve_preset(args, accelerator: bool):
             where = ""
             if not args.image and p.demo_side:
                 side = p.demo_side
-                where = f" on the packaged image's top-centre {side}x{side} (the face)"
+                where = f" on the packaged image's top-centre {side}x{side}"
             note = (
                 f"no accelerator found: running the CPU preset '{name}' ({iters} iters){where}; "
                 f"for the paper's recipe add --preset {PAPER_DEFAULT[args.task]}"

@@ -301,7 +301,7 @@ PRESETS = {
             scale=4,
             # The whole 256x256 image took 6.5 min here at 265 ms per step (the step is
             # memory-bound: 16 channels gave 206 ms and less gain); the face at 128x128 runs
-            # 90 ms per step, about 2.5 min, and ends 0.9 dB above bicubic (README).
+            # 93 ms per step, 2.5 min, and ends 1.0 dB above bicubic (README).
             demo_side=128,
         ),
         Preset(
