@@ -296,12 +296,13 @@ PRESETS = {
             "superres",
             _fast_skip(32, 4, 4),
             input_depth=8,
-            iters=1200,
+            iters=1000,
             reg_noise_std=0.03,
             scale=4,
-            # The whole 256x256 image took 6.5 min here at 265 ms per step (the step is
-            # memory-bound: 16 channels gave 206 ms and less gain); the face at 128x128 runs
-            # 93 ms per step, 2.5 min, and ends 1.0 dB above bicubic (README).
+            # The CPU quick start (README): the whole 256x256 image took 6.5 min here at 265 ms
+            # per step (memory-bound: 16 channels gave 206 ms and less gain); the face at
+            # 128x128 runs 93 ms per step; 1000 iterations end 0.9 dB above bicubic (1200: 1.0)
+            # and leave a margin under 4 minutes on a 2-core machine of half this one's rate.
             demo_side=128,
         ),
         Preset(
