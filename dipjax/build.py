@@ -128,11 +128,15 @@ def preset_step(net, tx, problem, preset: Preset):
     )
 
 
-# Compiler options for the render (the final output and snapshots, run rarely): LLVM's optimiser
-# off. Its compile takes a third of the time on a CPU (superres-fast at 256x256: 3.1 -> 1.0 s);
+# Compiler options for the render on a CPU (the final output and snapshots, run rarely): LLVM's
+# optimiser off. Its compile takes a third of the time (superres-fast at 256x256: 3.1 -> 1.0 s);
 # outputs move by float rounding (fused multiply-adds), at most 2e-6 there. Not used for the
 # initialisation, whose weights would move by one ulp and every fit with them.
 ONE_SHOT = {"xla_backend_optimization_level": 0}
+
+
+def _one_shot_options():
+    return ONE_SHOT if jax.default_backend() == "cpu" else None  # measured on the CPU only
 
 
 @functools.lru_cache(maxsize=16)
@@ -179,14 +183,14 @@ class Setup:
 def _renderer(net, stacked: bool, mesh):
     render = lambda p, z: net.apply({"params": p}, z)
     if not stacked:
-        return jax.jit(render, compiler_options=ONE_SHOT)
+        return jax.jit(render, compiler_options=_one_shot_options())
     render = jax.vmap(render)
     if mesh is not None:
         # shard_map, not the SPMD partitioner: XLA 0.10.2 fails to partition a vmapped
         # (grouped) convolution whose group count is split over devices.
         fits = PartitionSpec("fits")
         render = jax.shard_map(render, mesh=mesh, in_specs=(fits, fits), out_specs=fits)
-    return jax.jit(render, compiler_options=ONE_SHOT)
+    return jax.jit(render, compiler_options=_one_shot_options())
 
 
 def setup(

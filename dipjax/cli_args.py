@@ -87,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         help="input image(s): noisy / low-resolution / with holes / "
         "no-flash photo; several files, a folder or a quoted glob fit them all, one sub-folder "
-        "of --out each (default: the packaged 256x256 image, degraded)",
+        "of --out each (default: the packaged image, degraded)",
     )
     a("--mask", help="inpaint/restore: mask image, white = known pixel (thresholded at 0.5)")
     a(
@@ -326,8 +326,7 @@ def resolve_preset(args, accelerator: bool):
             iters = args.iters or p.iters
             where = ""
             if not args.image and p.demo_side:
-                side = p.demo_side
-                where = f" on the packaged image's top-centre {side}x{side}"
+                where = f" on the packaged image's top-centre {p.demo_side}x{p.demo_side}"
             note = (
                 f"no accelerator found: running the CPU preset '{name}' ({iters} iters){where}; "
                 f"for the paper's recipe add --preset {PAPER_DEFAULT[args.task]}"

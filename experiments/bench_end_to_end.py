@@ -229,7 +229,7 @@ def main(argv=None):
             f"checkout (no models/ folder)"
         )
     args.out.mkdir(parents=True, exist_ok=True)
-    machine = describe(torch=bool(args.reference_dir))
+    machine = describe(with_torch=bool(args.reference_dir))
     machine.update(threads=args.threads, python=platform.python_version())
     print(json.dumps(machine), flush=True)
     rows = []

@@ -14,9 +14,13 @@ settings and forward operator: ``denoise`` (identity, F16 net, reg noise 1/30), 
 (x4 Lanczos-2 downsampler, the same net at HR size, reg noise 0.03), ``inpaint`` (mask, kate
 net, reg noise 0.03). The reference side is its core step (zero_grad, perturb, forward, loss,
 backward, Adam); dipjax's is the product's jitted chunk of steps, which also keeps the output
-average, PSNRs and the NaN guard. Times are medians over --iters iterations after --warmup;
-dipjax's compile time is reported apart. FLOPs per dipjax step come from XLA's cost analysis;
-the matmul peak is a float32 2048x2048 ``jnp.dot`` timed in this process.
+average, PSNRs and the NaN guard. The reference's time is the median over --iters iterations
+after --warmup; dipjax's the median of 3 rounds of --iters iterations, each round's chunks
+dispatched back to back with one wait at its end (the command line dispatches the next chunk
+before it reads the last one's metrics, so its host work overlaps the device's); its compile
+time is reported apart. FLOPs per dipjax step come from XLA's cost analysis; the caption
+(``experiments/machine.py``) gives the CPU, its instruction sets and both frameworks' float32
+and bfloat16 2048x2048 matmul rates, timed in this process on all its threads.
 """
 
 from __future__ import annotations
@@ -156,8 +160,8 @@ def worker_jax(recipe, size, args):
     for _ in range(calls):
         state, m = run(state, batch)
         jax.block_until_ready(m)
-    # As the command line runs them: the next chunk is dispatched before the last one is read
-    # back, so the host's dispatch overlaps the device's work; per-step time of 3 rounds.
+    # Throughput as in the command line, where the next chunk is dispatched before the last one
+    # is read back: the round's chunks dispatched back to back, one wait at its end.
     times, calls = [], max(1, -(-args.iters // n))
     for _ in range(3):
         t = time.perf_counter()
@@ -212,7 +216,7 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    machine = describe(torch=bool(args.reference_dir))
+    machine = describe(with_torch=bool(args.reference_dir))
     machine.update(threads=args.threads, matmul_peak_gflops=machine["xla_f32_gflops"])
     print(json.dumps(machine), flush=True)
     rows = []
@@ -255,7 +259,7 @@ def main(argv=None):
     lines = [
         f"{summary_line(machine)}; {args.threads} threads; reference: median of {args.iters} "
         f"iterations after {args.warmup}; dipjax: median of 3 rounds of {args.iters} iterations "
-        f"with one chunk in flight, after {args.warmup}",
+        f"dispatched back to back, after {args.warmup}",
         "",
         "| recipe | size | reference s/it | dipjax s/it | dipjax speed-up | dipjax compile s "
         "| peak RSS MB (ref / dipjax) | dipjax GFLOP/s (% of matmul peak) |",

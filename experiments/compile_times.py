@@ -81,7 +81,7 @@ def main(argv=None):
     )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    machine = describe(torch=False)
+    machine = describe(with_torch=False)
     print(json.dumps({"machine": machine, "iters": args.iters}), flush=True)
     rows = []
     for preset in args.presets:

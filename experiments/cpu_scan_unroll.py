@@ -43,7 +43,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     p = get_preset(args.preset)
-    prob = api.prepare(p.task, p, None)
+    prob = api.prepare(p.task, p, api.default_image(), degrade=True)  # all 256x256
     su = build.setup([prob], p, [(0, 0)])
     state, batch, step = su.state, su.batch, su.step
     print(

@@ -2,11 +2,11 @@
 
     python experiments/fast_presets.py [--tasks denoise superres ...] [--out runs/fast_presets]
 
-Each task degrades the packaged 256x256 image (denoise: Gaussian sigma 25; superres: x4
-Lanczos; inpaint: text mask; restore: 50 % random pixels; flash-no-flash: a synthetic pair),
-fits with the preset and reports PSNR of the last and averaged outputs against the clean image,
-next to the baseline (noisy / bicubic / masked / no-flash input). Prints a markdown table and
-writes JSON.
+Each task degrades the packaged image (256x256; superres: its 128x128 face) (denoise: Gaussian
+sigma 25; superres: x4 Lanczos; inpaint: text mask; restore: 50 % random pixels;
+flash-no-flash: a synthetic pair), fits with the preset and reports PSNR of the last and
+averaged outputs against the clean image, next to the baseline (noisy / bicubic / masked /
+no-flash input). Prints a markdown table and writes JSON.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def torch_matmul_gflops(dtype: str = "float32", n: int = 2048, repeats: int = 7)
         return _rate(lambda: torch.matmul(a, a), n, repeats)
 
 
-def describe(torch: bool = True, n: int = 2048, repeats: int = 7) -> dict:
+def describe(with_torch: bool = True, n: int = 2048, repeats: int = 7) -> dict:
     """The machine as a dict: model, ISA, CPUs and the matmul rates (GFLOP/s)."""
     import jax
 
@@ -90,13 +90,13 @@ def describe(torch: bool = True, n: int = 2048, repeats: int = 7) -> dict:
         "xla_f32_gflops": xla_matmul_gflops("float32", n, repeats),
         "xla_bf16_gflops": xla_matmul_gflops("bfloat16", n, repeats),
     }
-    if torch:
+    if with_torch:
         t32 = torch_matmul_gflops("float32", n, repeats)
         if t32 is not None:
-            import torch as th
+            import torch
 
-            d["torch"] = th.__version__
-            d["torch_threads"] = th.get_num_threads()
+            d["torch"] = torch.__version__
+            d["torch_threads"] = torch.get_num_threads()
             d["torch_f32_gflops"] = t32
             d["torch_bf16_gflops"] = torch_matmul_gflops("bfloat16", n, repeats)
     return d

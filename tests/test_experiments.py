@@ -141,3 +141,13 @@ def test_bench_end_to_end_smoke(tmp_path):
     assert 0 < first["first_iteration_s"] < first["wall_s"]
     assert second["timing"]["compile"] < first["timing"]["compile"]
     assert (tmp_path / "table.md").read_text().count("| superres-fast | 2 |") == 2
+
+
+def test_machine_and_step_variants_smoke():
+    r = _run("machine.py", "--n", 128, "--repeats", 1, "--no-torch")
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout.splitlines()[0])
+    assert d["xla_f32_gflops"] > 0 and d["cpus"] >= 1 and "XLA matmul f32" in r.stdout
+    r = _run("step_variants.py", "--side", 32, "--variants", "xla:2048", "--options", "{}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "image (32, 32)" in r.stdout and r.stdout.count("compile") == 2

@@ -42,6 +42,6 @@ def test_ssim_of_two_flat_images_is_the_luminance_term():
     c1, a, b = 0.01**2, 0.01, 0.02
     want = (2 * a * b + c1) / (a * a + b * b + c1)
     got = ssim(np.full((24, 24, 3), a, np.float32), np.full((24, 24, 3), b, np.float32))
-    assert want == pytest.approx(0.5 / 0.6) and got == pytest.approx(want, rel=1e-4)
+    assert got == pytest.approx(want, rel=1e-4)
     noisy = np.random.default_rng(0).random((24, 24, 3)).astype(np.float32)
     assert ssim(noisy, noisy) == pytest.approx(1.0, abs=1e-6)

@@ -1,0 +1,94 @@
+"""Variants of a CPU preset's step on the packaged image: compile time and step time per
+convolution implementation and strip size, or per XLA compiler option; or a whole fit with
+another net width.
+
+    python experiments/step_variants.py [--preset superres-fast] [--side 0]
+        [--variants fast:2048 xla:2048 ...]      # conv impl : STRIP_PIXELS
+        [--options '{}' '{"xla_cpu_use_xnnpack": true}' ...]
+        [--fit --channels 16 --iters 1200]
+
+The image is the whole packaged 256x256 picture (``--side N``: its top-centre N x N), degraded
+by the preset's task. Variants and options compile the one-step chunk (``make_runner(step, 1)``)
+in this process and time 8 calls after a warm-up (median); options go to ``Lowered.compile``.
+``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
+``dipjax.engine.run`` and prints wall, compile, step and PSNR every 100 iterations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+
+from dipjax import api, build, engine  # noqa: E402
+from dipjax.ops import conv  # noqa: E402
+from dipjax.presets import _fast_skip, get_preset  # noqa: E402
+from dipjax.step import make_runner  # noqa: E402
+
+
+def timed_chunk(su, opts=None) -> tuple:
+    """(compile seconds, median seconds per step) of the one-step chunk."""
+    t = time.perf_counter()
+    run = make_runner(su.step, 1).lower(su.state, su.batch).compile(opts or None)
+    compile_s = time.perf_counter() - t
+    state = jax.tree_util.tree_map(lambda x: x.copy(), su.state)  # each call donates it
+    state, m = run(state, su.batch)
+    jax.block_until_ready(m)
+    times = []
+    for _ in range(8):
+        t = time.perf_counter()
+        state, m = run(state, su.batch)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t)
+    return compile_s, statistics.median(times)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="superres-fast")
+    ap.add_argument("--side", type=int, default=0)
+    ap.add_argument("--variants", nargs="*", default=[])
+    ap.add_argument("--options", nargs="*", default=[])
+    ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--channels", type=int, default=32)
+    ap.add_argument("--iters", type=int, default=0)
+    args = ap.parse_args(argv)
+    p = get_preset(args.preset).replace(demo_side=args.side)
+    if args.fit:
+        p = p.replace(net=_fast_skip(args.channels, 4, 4), iters=args.iters or p.iters)
+    prob = api.prepare(p.task, p, None)
+    print(f"{p.name}, image {prob.out_hw}, jax {jax.__version__} on {jax.default_backend()}")
+    if args.fit:
+        t = time.perf_counter()
+        f = engine.run([prob], p, [0]).fits[0]
+        wall = time.perf_counter() - t
+        print(
+            f"{args.channels} channels, {p.iters} iterations: wall {wall:.1f} s, "
+            f"compile {f.compile_s:.1f} s, step {f.step_s * 1e3:.1f} ms, {json.dumps(f.final)}"
+        )
+        for row in f.history[99::100]:
+            print(row["iter"], round(row["psnr_gt"], 2), round(row["psnr_gt_avg"], 2))
+        return
+    su = build.setup([prob], p, [(0, 0)])
+    default_strip = conv.STRIP_PIXELS
+    for v in args.variants:
+        impl, strip = v.split(":")
+        conv.STRIP_PIXELS = int(strip)
+        with conv.conv_impl(impl):
+            c, s = timed_chunk(su)
+        print(f"{v:14s} compile {c:6.2f} s  step {s * 1e3:7.1f} ms", flush=True)
+    conv.STRIP_PIXELS = default_strip
+    for o in args.options:
+        c, s = timed_chunk(su, json.loads(o))
+        print(f"{o:60s} compile {c:6.2f} s  step {s * 1e3:7.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
