@@ -36,16 +36,17 @@ from dipjax.presets import get_preset  # noqa: E402
 from dipjax.step import make_runner  # noqa: E402
 
 
-def timed_runner(step, state, batch, n, axes, repeats, conv="auto"):
-    """Compile ``n`` steps traced with convolutions ``conv``, time them; returns (compile
-    seconds, median seconds per step, the compiled runner, the state after the calls)."""
+def timed_runner(step, state, batch, n, axes, repeats, conv="auto", options=None):
+    """Compile ``n`` steps traced with convolutions ``conv`` (XLA compiler ``options``, a dict),
+    time them; returns (compile seconds, median seconds per step, the compiled runner, the state
+    after the calls)."""
 
     def traced(s, b):
         with conv_impl(conv):
             return step(s, b)
 
     t = time.perf_counter()
-    run = make_runner(traced, n, axes).lower(state, batch).compile()
+    run = make_runner(traced, n, axes).lower(state, batch).compile(options)
     compile_s = time.perf_counter() - t
     state, m = run(state, batch)  # warm-up
     jax.block_until_ready(m)

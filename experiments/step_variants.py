@@ -8,8 +8,9 @@ another net width.
         [--fit --channels 16 --iters 1200]
 
 The image is the whole packaged 256x256 picture (``--side N``: its top-centre N x N), degraded
-by the preset's task. Variants and options compile the one-step chunk (``make_runner(step, 1)``)
-in this process and time 8 calls after a warm-up (median); options go to ``Lowered.compile``.
+by the preset's task. Variants and options compile the one-step chunk in this process and time
+8 calls after a warm-up (median; ``bench_batching.timed_runner``); options go to
+``Lowered.compile``.
 ``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
 ``dipjax.engine.run`` and prints wall, compile, step and PSNR every 100 iterations.
 """
@@ -19,35 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import statistics
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
 
 import jax  # noqa: E402
+from bench_batching import timed_runner  # noqa: E402
 
 from dipjax import api, build, engine  # noqa: E402
 from dipjax.ops import conv  # noqa: E402
 from dipjax.presets import _fast_skip, get_preset  # noqa: E402
-from dipjax.step import make_runner  # noqa: E402
-
-
-def timed_chunk(su, opts=None) -> tuple:
-    """(compile seconds, median seconds per step) of the one-step chunk."""
-    t = time.perf_counter()
-    run = make_runner(su.step, 1).lower(su.state, su.batch).compile(opts or None)
-    compile_s = time.perf_counter() - t
-    state = jax.tree_util.tree_map(lambda x: x.copy(), su.state)  # each call donates it
-    state, m = run(state, su.batch)
-    jax.block_until_ready(m)
-    times = []
-    for _ in range(8):
-        t = time.perf_counter()
-        state, m = run(state, su.batch)
-        jax.block_until_ready(m)
-        times.append(time.perf_counter() - t)
-    return compile_s, statistics.median(times)
 
 
 def main(argv=None):
@@ -77,16 +62,15 @@ def main(argv=None):
             print(row["iter"], round(row["psnr_gt"], 2), round(row["psnr_gt_avg"], 2))
         return
     su = build.setup([prob], p, [(0, 0)])
-    default_strip = conv.STRIP_PIXELS
+    state, default_strip = su.state, conv.STRIP_PIXELS
     for v in args.variants:
         impl, strip = v.split(":")
         conv.STRIP_PIXELS = int(strip)
-        with conv.conv_impl(impl):
-            c, s = timed_chunk(su)
+        c, s, _, state = timed_runner(su.step, state, su.batch, 1, None, 8, impl)
         print(f"{v:14s} compile {c:6.2f} s  step {s * 1e3:7.1f} ms", flush=True)
     conv.STRIP_PIXELS = default_strip
     for o in args.options:
-        c, s = timed_chunk(su, json.loads(o))
+        c, s, _, state = timed_runner(su.step, state, su.batch, 1, None, 8, options=json.loads(o))
         print(f"{o:60s} compile {c:6.2f} s  step {s * 1e3:7.1f} ms", flush=True)
 
 
