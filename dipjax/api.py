@@ -54,7 +54,7 @@ def fit_image(
     """Restore one image. ``image``/``mask``/``gt``/``flash``/``kernel``: arrays (H, W, C) in
     [0, 1] or paths (None: the packaged image, degraded). ``preset``: a name from
     ``dipjax.presets.PRESETS`` (default: the task's fast preset). Other keyword arguments
-    override preset fields (e.g. ``reg_noise_std=0``)."""
+    override preset fields (e.g. ``reg_noise_std=0``, ``precision="bf16"``)."""
     p = get_preset(preset or FAST_DEFAULT.get(task, ""), task).replace(
         iters=iters, lr=lr, **overrides
     )

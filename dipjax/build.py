@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from dipjax import memory
 from dipjax.inputs import make_input
 from dipjax.io import InputError
+from dipjax.ops import conv
 from dipjax.presets import Preset, net_with_io
 from dipjax.step import FitState, init_state, make_optimizer, make_step
 
@@ -111,8 +112,9 @@ def es_window(preset: Preset) -> int:
 
 
 def preset_step(net, tx, problem, preset: Preset):
-    """The step function of ``problem`` with every setting taken from ``preset``."""
-    return make_step(
+    """The step function of ``problem`` with every setting taken from ``preset`` (its
+    convolutions traced in ``preset.precision``)."""
+    step = make_step(
         net,
         tx,
         problem.measure,
@@ -126,6 +128,7 @@ def preset_step(net, tx, problem, preset: Preset):
         sgld=preset.sgld,
         sgld_burn_in=preset.burn_in,
     )
+    return conv.traced_with(step, preset.precision)
 
 
 # Compiler options for the render on a CPU (the final output and snapshots, run rarely): LLVM's
@@ -164,6 +167,7 @@ class Setup:
     batch: dict
     axes: Optional[dict] = None
     mesh: Optional[Mesh] = None
+    precision: str = "f32"
 
     @property
     def stacked(self) -> bool:
@@ -171,7 +175,8 @@ class Setup:
 
     def render(self, params) -> jax.Array:
         """The net's outputs for the unperturbed inputs, (K_padded | 1, 1, H, W, C) on device."""
-        return _renderer(self.net, self.stacked, self.mesh)(params, self.batch["z"])
+        render = _renderer(self.net, self.stacked, self.mesh, self.precision)
+        return render(params, self.batch["z"])
 
     def per_fit(self, x) -> np.ndarray:
         """A state or render leaf on the host with one entry per real fit: (K, ...)."""
@@ -180,8 +185,8 @@ class Setup:
 
 
 @functools.lru_cache(maxsize=16)
-def _renderer(net, stacked: bool, mesh):
-    render = lambda p, z: net.apply({"params": p}, z)
+def _renderer(net, stacked: bool, mesh, precision: str = "f32"):
+    render = conv.traced_with(lambda p, z: net.apply({"params": p}, z), precision)
     if not stacked:
         return jax.jit(render, compiler_options=_one_shot_options())
     render = jax.vmap(render)
@@ -207,7 +212,7 @@ def setup(
     states = [init(jax.random.key(s), b[1]) for (_, s), b in zip(fits, built)]
     step = preset_step(net, tx, problems[fits[0][0]], preset)
     if not stack:
-        return Setup(fits[:1], net, tx, step, states[0], built[0][2])
+        return Setup(fits[:1], net, tx, step, states[0], built[0][2], precision=preset.precision)
     devices = list(devices if devices is not None else jax.local_devices())
     tree_stack = lambda xs: jax.tree_util.tree_map(lambda *x: jnp.stack(x), *xs)
     state, batch = tree_stack(states), tree_stack([b[2] for b in built])
@@ -216,7 +221,8 @@ def setup(
     mesh = Mesh(np.array(devices), ("fits",)) if len(devices) > 1 else None
     if mesh is not None:
         state, batch = shard(state, mesh), shard(batch, mesh)
-    return Setup(fits, net, tx, step, state, batch, {key: 0 for key in batch}, mesh)
+    axes = {key: 0 for key in batch}
+    return Setup(fits, net, tx, step, state, batch, axes, mesh, preset.precision)
 
 
 def _pad(tree, total: int):

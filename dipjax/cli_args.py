@@ -151,6 +151,12 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         help="L2 weight prior added to the gradient, as torch Adam's weight_decay (default 0)",
     )
+    a(
+        "--precision",
+        choices=("f32", "bf16"),
+        help="the generator's convolutions in float32 or bfloat16 (float32 accumulation, "
+        "parameters and optimizer; see README for its speed and quality; default f32)",
+    )
     a("--es-window", type=int, help="--early-stop: outputs in the variance window (default 100)")
     a(
         "--es-patience",
@@ -257,6 +263,7 @@ PRESET_FLAGS = (
     "sgld",
     "sgld_burn_in",
     "weight_decay",
+    "precision",
 )
 # Flags that only some tasks read.
 TASK_FLAGS = {

@@ -68,6 +68,7 @@ _RULES = (
     ),
     ("weight_decay", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
     ("demo_side", lambda v: isinstance(v, int) and 0 <= v <= 256, "must be an integer 0-256"),
+    ("precision", lambda v: v in ("f32", "bf16"), "must be f32 or bf16"),
 )
 
 
@@ -89,6 +90,8 @@ class Preset:
     weight_decay: L2 weight prior added to the gradient (torch's Adam ``weight_decay``).
     demo_side: run without an image, fit this top-centre square of the packaged image
     (0 = all of it, 256x256); the CPU super-resolution demo uses the face (128).
+    precision: the generator's convolutions in 'f32' or 'bf16' (bfloat16 products with float32
+    accumulation; parameters, optimizer and BatchNorm stay float32; ``dipjax.ops.conv``).
     """
 
     name: str
@@ -124,6 +127,7 @@ class Preset:
     sgld_burn_in: Optional[int] = None
     weight_decay: float = 0.0
     demo_side: int = 0
+    precision: str = "f32"
 
     def __post_init__(self):
         for name, ok, why in _RULES:

@@ -44,6 +44,7 @@ RUN_FLAGS = (
     "sgld",
     "sgld_burn_in",
     "weight_decay",
+    "precision",
     "init_style",
     "seed",
     "seeds",

@@ -2,7 +2,7 @@
 
     python experiments/bench_reference.py [--reference-dir DIR] [--sizes 64 128 256]
         [--recipes denoise superres inpaint] [--iters 10] [--warmup 3] [--threads N]
-        [--out experiments/out/bench_reference]
+        [--precision f32 bf16] [--out experiments/out/bench_reference]
 
 DIR is your checkout of DmitryUlyanov/deep-image-prior; its ``models`` package is imported from
 there at run time (needs ``pip install -e '.[torch]'``). Without it, dipjax is timed alone.
@@ -18,7 +18,9 @@ average, PSNRs and the NaN guard. The reference's time is the median over --iter
 after --warmup; dipjax's the median of 3 rounds of --iters iterations, each round's chunks
 dispatched back to back with one wait at its end (the command line dispatches the next chunk
 before it reads the last one's metrics, so its host work overlaps the device's); its compile
-time is reported apart. FLOPs per dipjax step come from XLA's cost analysis; the caption
+time is reported apart. ``--precision``: dipjax is timed once per precision of its
+convolutions (``--precision`` of the command line; the reference always runs float32). FLOPs
+per dipjax step come from XLA's cost analysis; the caption
 (``experiments/machine.py``) gives the CPU, its instruction sets and both frameworks' float32
 and bfloat16 2048x2048 matmul rates, timed in this process on all its threads.
 """
@@ -138,7 +140,13 @@ def worker_jax(recipe, size, args):
     spec = net_spec(recipe, args.tiny)
     preset = get_preset(
         {"denoise": "denoise", "superres": "superres-x4", "inpaint": "inpaint-kate"}[recipe]
-    ).replace(crop=0, init_style="modern", net=spec, input_depth=spec.args[0])
+    ).replace(
+        crop=0,
+        init_style="modern",
+        net=spec,
+        input_depth=spec.args[0],
+        precision=args.precision[0],
+    )
     z, target, mask = problem_arrays(recipe, size, preset.input_depth)
     measure = {
         "identity": tasks.Measure(),
@@ -175,6 +183,7 @@ def worker_jax(recipe, size, args):
         "compile_s": compile_s,
         "flops": flops,
         "chunk": n,
+        "precision": preset.precision,
         "jax": jax.__version__,
     }
 
@@ -197,6 +206,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--tiny", action="store_true", help="a tiny generator (smoke tests)")
+    ap.add_argument("--precision", nargs="+", default=["f32"], choices=["f32", "bf16"])
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_reference"))
     ap.add_argument(
         "--worker", nargs=3, metavar=("FRAMEWORK", "RECIPE", "SIZE"), help=argparse.SUPPRESS
@@ -204,6 +214,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.worker:
         fw, recipe, size = args.worker
+        if fw.startswith("jax:"):
+            fw, args.precision = "jax", [fw[4:]]
         res = (worker_torch if fw == "torch" else worker_jax)(recipe, int(size), args)
         res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(res))
@@ -224,7 +236,8 @@ def main(argv=None):
     jobs += [(r, s) for r in args.recipes if r != "denoise" for s in args.recipe_sizes]
     for recipe, size in jobs:
         row = {"recipe": recipe, "size": size}
-        for fw in (["torch"] if args.reference_dir else []) + ["jax"]:
+        sides = [f"jax:{p}" for p in args.precision]
+        for fw in (["torch"] if args.reference_dir else []) + sides:
             cmd = (
                 [
                     sys.executable,
@@ -245,25 +258,31 @@ def main(argv=None):
             )
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+            key = "jax" if fw == "jax:f32" or fw == sides[0] else fw.replace(":", "_")
             if r.returncode != 0 or not lines:
-                row[fw] = {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+                row[key] = {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
             else:
-                row[fw] = json.loads(lines[-1][len("RESULT ") :])
+                row[key] = json.loads(lines[-1][len("RESULT ") :])
         j, t = row["jax"], row.get("torch")
         if "step_s" in j and j.get("flops"):
             row["jax_gflops"] = j["flops"] / j["step_s"] / 1e9
         if t and "step_s" in t and "step_s" in j:
             row["speedup"] = t["step_s"] / j["step_s"]
+        b = row.get("jax_bf16")
+        if b and "step_s" in b and t and "step_s" in t:
+            row["speedup_bf16"] = t["step_s"] / b["step_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = [
         f"{summary_line(machine)}; {args.threads} threads; reference: median of {args.iters} "
         f"iterations after {args.warmup}; dipjax: median of 3 rounds of {args.iters} iterations "
-        f"dispatched back to back, after {args.warmup}",
+        f"dispatched back to back, after {args.warmup}; dipjax in {args.precision[0]}"
+        + ("" if len(args.precision) < 2 else ", and in bf16 in the last two columns"),
         "",
         "| recipe | size | reference s/it | dipjax s/it | dipjax speed-up | dipjax compile s "
-        "| peak RSS MB (ref / dipjax) | dipjax GFLOP/s (% of matmul peak) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| peak RSS MB (ref / dipjax) | dipjax GFLOP/s (% of matmul peak) |"
+        + (" dipjax bf16 s/it | bf16 speed-up |" if len(args.precision) > 1 else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|---|" if len(args.precision) > 1 else ""),
     ]
     f = lambda d, k, fmt: format(d[k], fmt) if d and k in d else "-"
     for r in rows:
@@ -279,6 +298,12 @@ def main(argv=None):
                 else "-"
             )
             + " |"
+            + (
+                f" {f(r.get('jax_bf16'), 'step_s', '.3f')} | "
+                f"{format(r['speedup_bf16'], '.2f') + 'x' if 'speedup_bf16' in r else '-'} |"
+                if len(args.precision) > 1
+                else ""
+            )
         )
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)

@@ -2,7 +2,7 @@
 
     python experiments/reproduce.py --data-dir ../shared/data [--groups sr4 sr8 denoise notebooks]
         [--fast] [--preset GROUP=NAME ...] [--iters N] [--limit N] [--seed 0]
-        [--tiny] [--out experiments/out/reproduce]
+        [--precision f32|bf16] [--crop N] [--tiny] [--out experiments/out/reproduce]
 
 Groups:
   sr4, sr8   Set5 super-resolution x4 / x8 from the ground truth (cropped to a multiple of 32 and
@@ -19,7 +19,10 @@ sr4=NAME`` picks another), for the preset's iterations or --iters, on the first 
 The paper's column comes from ``experiments/paper_scores.json`` (the authors' published result
 images scored by the same functions, written by ``experiments/paper_scores.py``). Writes
 results.json and table.md under --out and prints the table; rows are written as fits finish.
-``--tiny`` swaps every generator for a 3-scale, 8-channel skip net (smoke tests only).
+``--precision`` sets the presets' convolution precision; ``--crop N`` fits the centre N x N of
+every image (its ground truth, noisy image and mask alike; the paper's columns stay whole-image
+scores, so compare only dipjax's rows then). ``--tiny`` swaps every generator for a 3-scale,
+8-channel skip net (smoke tests only).
 """
 
 from __future__ import annotations
@@ -89,12 +92,25 @@ NOTEBOOKS = {
 
 
 def adjusted(preset, args):
-    """--iters and --tiny applied to a preset."""
+    """--iters, --precision and --tiny applied to a preset."""
     if args.iters:
         preset = preset.replace(iters=args.iters)
+    preset = preset.replace(precision=args.precision)
     if args.tiny:
         preset = preset.replace(net=tiny_net(), input_depth=4)
     return preset
+
+
+def load(path, args):
+    """The image at ``path``, its centre --crop x --crop square if --crop is set."""
+    img = io.load_image(path)
+    if not args.crop:
+        return img
+    h, w = img.shape[:2]
+    if min(h, w) < args.crop:
+        sys.exit(f"error: {path}: {h}x{w} is smaller than --crop {args.crop}")
+    top, left = (h - args.crop) // 2, (w - args.crop) // 2
+    return img[top : top + args.crop, left : left + args.crop]
 
 
 def preset_for(group, default, args):
@@ -114,7 +130,7 @@ def sr_rows(group, args):
     scale = "x4" if group == "sr4" else "x8"
     preset = preset_for(group, PRESETS[group], args)
     for name in SET5[: args.limit]:
-        hr = io.load_image(args.data_dir / "Set5" / scale / f"{name}.png")
+        hr = load(args.data_dir / "Set5" / scale / f"{name}.png", args)
         problem, result, wall = run_fit("superres", preset, hr, args, degrade=True)
         yield {
             "group": group,
@@ -131,8 +147,8 @@ def denoise_rows(args):
     preset = preset_for("denoise", PRESETS["denoise"], args)
     d = args.data_dir / "denoise9"
     for name in DENOISE9[: args.limit]:
-        gt = io.load_image(d / f"{name}.png")
-        noisy = io.load_image(d / "sigma25" / f"{name}.png")
+        gt = load(d / f"{name}.png", args)
+        noisy = load(d / "sigma25" / f"{name}.png", args)
         problem, result, wall = run_fit("denoise", preset, noisy, args, gt=gt)
         yield {
             "group": "denoise",
@@ -149,10 +165,10 @@ def denoise_rows(args):
 def notebook_rows(args):
     for name, (task, paper, fast, image, mask, scorer) in list(NOTEBOOKS.items())[: args.limit]:
         preset = adjusted(get_preset(args.preset.get(name) or (fast if args.fast else paper)), args)
-        img = io.load_image(args.data_dir / "dip" / image)
+        img = load(args.data_dir / "dip" / image, args)
         kw = {"degrade": True}  # restoration: a random mask, the image itself the truth
         if mask is not None:
-            kw = {"mask": io.load_image(args.data_dir / "dip" / mask), "gt": img}
+            kw = {"mask": load(args.data_dir / "dip" / mask, args), "gt": img}
         problem, result, wall = run_fit(task, preset, img, args, **kw)
         score = psnr_sr if scorer == "sr" else psnr_np
         row = {
@@ -226,6 +242,8 @@ def write(rows, args, paper):
         + ("fast presets" if args.fast else "paper presets")
         + (f", {args.iters} iterations" if args.iters else "")
         + (f", first {args.limit} images per group" if args.limit < 99 else "")
+        + (f", {args.precision} convolutions" if args.precision != "f32" else "")
+        + (f", centre {args.crop}x{args.crop} crops" if args.crop else "")
     )
     lines = [head, ""]
     for group in ("sr4", "sr8", "denoise"):
@@ -262,6 +280,8 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=0, help="override the presets' iterations")
     ap.add_argument("--limit", type=int, default=99, help="images per group")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", choices=("f32", "bf16"), default="f32")
+    ap.add_argument("--crop", type=int, default=0, help="fit the centre N x N of each image")
     ap.add_argument("--tiny", action="store_true", help="tiny generators (smoke tests)")
     ap.add_argument("--paper", default=str(ROOT / "experiments" / "paper_scores.json"))
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "reproduce"))

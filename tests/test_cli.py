@@ -131,6 +131,20 @@ def test_same_seed_same_bytes(run_dir, small_png, tmp_path):
 
 
 @pytest.mark.slow
+def test_bf16_run_is_recorded_and_close_to_the_f32_run(run_dir, small_png, tmp_path):
+    out = tmp_path / "bf16"
+    args = ("--task", "denoise", "--image", small_png, "--degrade", "--iters", 10)
+    r = cli(*args, "--save-every", 5, "--seed", 1, "--precision", "bf16", "--out", out)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["hyperparameters"]["precision"] == "bf16"
+    assert json.loads((out / "run.json").read_text())["precision"] == "bf16"
+    f32 = json.loads((run_dir[0] / "summary.json").read_text())["fits"][0]["final"]["psnr_gt"]
+    assert abs(s["fits"][0]["final"]["psnr_gt"] - f32) < 0.5  # 10 steps of the same fit
+    assert (out / "output.png").read_bytes() != (run_dir[0] / "output.png").read_bytes()
+
+
+@pytest.mark.slow
 def test_existing_output_folder_is_refused(run_dir, small_png):
     r = cli("--task", "denoise", "--image", small_png, "--out", run_dir[0], "--iters", 1)
     assert r.returncode == 2

@@ -110,3 +110,57 @@ def test_auto_is_xla_off_the_cpu_and_bad_names_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="one of"):
         with conv.conv_impl("winograd"):
             pass
+
+
+# bfloat16 keeps 8 significant bits: rounding one number moves it by at most U = 2^-8 of itself.
+# A bf16 product rounds each operand (the cotangent too) and, for a gradient, its result once
+# more; the f32 sums add ~1e-6. So every entry is within 4 U times the same product taken on
+# absolute values (and a 1e-4 floor): a bound from the rounding alone, not from this code.
+U = 2.0**-8
+
+
+def _abs_bound(x, w, r, stride, padding):
+    """|y|, |dx|, |dw| bounds: the float32 conv, input and weight gradients on |x|, |w|, |r|."""
+    f = lambda x, w: jnp.sum(conv._xla(jnp.pad(x, _pads(padding)), w, stride) * np.abs(r))
+    ax, aw = np.abs(x), np.abs(w)
+    y = numpy_conv(ax, aw, stride, padding)
+    return y, jax.grad(f, 0)(ax, aw), jax.grad(f, 1)(ax, aw)
+
+
+def _pads(p):
+    return ((0, 0), (p, p), (p, p), (0, 0))
+
+
+@pytest.mark.parametrize("impl", ["xla", "fast", "dot"])
+@pytest.mark.parametrize("case", CASES)
+def test_bf16_is_float32_within_its_rounding_bound(impl, case):
+    x, w = _arrays(case)
+    stride, padding = case[5], case[6]
+    r = np.random.default_rng(1).normal(size=numpy_conv(x, w, stride, padding).shape)
+
+    def run(name, precision):
+        def loss(x, w):
+            with conv.conv_impl(name), conv.conv_precision(precision):
+                y = conv.conv2d(x, w, stride, padding)
+            return jnp.sum(y * r), y
+
+        (_, y), g = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(x, w)
+        return y, *g
+
+    got, want = run(impl, "bf16"), run("xla", "f32")
+    assert all(a.dtype == jnp.float32 for a in got)  # outputs and gradients stay float32
+    for a, b, bound, name in zip(
+        got, want, _abs_bound(x, w, r, stride, padding), "y dx dw".split()
+    ):
+        err = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+        excess = err - (4 * U * np.asarray(bound) + 1e-4)
+        assert excess.max() <= 0, f"{name}: error over the bound by {excess.max()}"
+        assert err.max() > 0, f"{name}: bf16 gave exactly the f32 result (was it used?)"
+
+
+def test_bad_precision_is_refused():
+    with pytest.raises(ValueError, match="one of"):
+        with conv.conv_precision("fp8"):
+            pass
+    with pytest.raises(ValueError, match="one of"):
+        conv.traced_with(lambda: 0, "fp16")

@@ -52,6 +52,7 @@ def test_every_preset_builds_under_eval_shape(name):
         ("keep", 0.0, "must be in (0, 1]"),
         ("blur", "box:3", "blur must be 'gauss:SIGMA'"),
         ("es_window", 1, "must be an integer >= 2"),
+        ("precision", "fp16", "must be f32 or bf16"),
     ],
 )
 def test_bad_fields_are_refused_by_name(field, value, message):

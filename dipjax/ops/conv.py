@@ -13,6 +13,11 @@ Implementations, selected with ``conv_impl`` (read while jit traces, so wrap the
   batched matrix products, where XLA's convolutions become grouped convolutions).
 - ``auto``: ``fast`` on the CPU, ``xla`` elsewhere (accelerators' convolutions need no help).
 
+Precision, chosen with ``conv_precision`` (read while tracing, like the implementation):
+``f32`` (default) or ``bf16``: the input and kernel are rounded to bfloat16 and every product
+(forward and both gradients) accumulates in float32 and returns float32, so parameters, their
+gradients and everything between the convolutions (BatchNorm, activations) stay float32.
+
 Why (``python experiments/profile_step.py``): on XLA's CPU backend a 3x3, 128-channel
 convolution's forward pass and weight gradient run 2-3x slower on a whole 128x128 or 256x256
 map than on strips of it, while the input gradient is fast whole; a 1x1 convolution is faster
@@ -31,11 +36,14 @@ import jax.numpy as jnp
 
 Array = jax.Array
 CONV_IMPLS = ("auto", "xla", "fast", "dot")
+PRECISIONS = ("f32", "bf16")
 SMALL_PIXELS = 64
 STRIP_PIXELS = 2048
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 _IMPL = contextvars.ContextVar("dipjax_conv_impl", default="auto")
+_PRECISION = contextvars.ContextVar("dipjax_conv_precision", default="f32")
+_F32 = jnp.float32
 
 
 @contextlib.contextmanager
@@ -48,6 +56,33 @@ def conv_impl(name: str) -> Iterator[None]:
         yield
     finally:
         _IMPL.reset(token)
+
+
+@contextlib.contextmanager
+def conv_precision(name: str) -> Iterator[None]:
+    """Within the block, ``conv2d`` traces its products in ``name`` (one of ``PRECISIONS``)."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
+    token = _PRECISION.set(name)
+    try:
+        yield
+    finally:
+        _PRECISION.reset(token)
+
+
+def traced_with(fn, precision: str = "f32"):
+    """``fn`` traced with its convolutions in ``precision`` (``fn`` itself for f32)."""
+    if precision == "f32":
+        return fn
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with conv_precision(precision):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def chosen_impl() -> str:
@@ -65,7 +100,12 @@ def current_impl() -> str:
 
 def _xla(x: Array, kernel: Array, stride: int, padding: int = 0) -> Array:
     return jax.lax.conv_general_dilated(
-        x, kernel, (stride, stride), [(padding, padding)] * 2, dimension_numbers=_DIMS
+        x,
+        kernel,
+        (stride, stride),
+        [(padding, padding)] * 2,
+        dimension_numbers=_DIMS,
+        preferred_element_type=_F32,
     )
 
 
@@ -90,7 +130,8 @@ def patches(x: Array, k: int, stride: int) -> Array:
 def conv_dot(x: Array, kernel: Array, stride: int) -> Array:
     """Unpadded convolution as one matrix product of the input's patches with the
     (k*k*in, out) kernel; its gradients are matrix products too."""
-    return jnp.dot(patches(x, kernel.shape[0], stride), kernel.reshape(-1, kernel.shape[-1]))
+    w = kernel.reshape(-1, kernel.shape[-1])
+    return jnp.dot(patches(x, kernel.shape[0], stride), w, preferred_element_type=_F32)
 
 
 def _row_spans(ho: int, rows: int) -> list[tuple[int, int]]:
@@ -117,14 +158,18 @@ def _strips_fwd(x, kernel, stride, rows):
 
 
 def _strips_bwd(stride, rows, residuals, dy):
+    # Gradients in the primal's dtype: for bf16 the cotangent is rounded to bf16 and both
+    # products accumulate in f32 (dw summed over strips in f32).
     x, kernel = residuals
     k = kernel.shape[0]
-    dx = jax.vjp(lambda x_: _xla(x_, kernel, stride), x)[1](dy)[0]
-    dw = jnp.zeros_like(kernel)
+    dy = dy.astype(x.dtype)
+    dx = jax.vjp(lambda x_: _xla(x_, kernel, stride).astype(x.dtype), x)[1](dy)[0]
+    dw = jnp.zeros(kernel.shape, _F32)
     for s in _row_spans(dy.shape[1], rows):
         xs = _strip(x, s, k, stride)
-        dw = dw + jax.vjp(lambda w: _xla(xs, w, stride), kernel)[1](dy[:, s[0] : s[1]])[0]
-    return dx, dw
+        dw_s = jax.vjp(lambda w: _xla(xs, w, stride).astype(x.dtype), kernel)[1]
+        dw = dw + dw_s(dy[:, s[0] : s[1]])[0].astype(_F32)
+    return dx, dw.astype(kernel.dtype)
 
 
 conv_strips.defvjp(_strips_fwd, _strips_bwd)
@@ -132,7 +177,10 @@ conv_strips.defvjp(_strips_fwd, _strips_bwd)
 
 def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0) -> Array:
     """Cross-correlation of x (N, H, W, in) with kernel (k, k, in, out) after zero ``padding``:
-    (N, Ho, Wo, out), Ho = (H + 2 padding - k) // stride + 1, by the current implementation."""
+    (N, Ho, Wo, out) float32, Ho = (H + 2 padding - k) // stride + 1, by the current
+    implementation and precision."""
+    if _PRECISION.get() == "bf16":
+        x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
     impl = current_impl()
     if impl == "xla":
         return _xla(x, kernel, stride, padding)
