@@ -83,7 +83,7 @@ def init_state(
     params = net.init(init_key, z)["params"]
     opt_state = tx.init(params)
     out = jax.eval_shape(lambda p: net.apply({"params": p}, z), params)
-    copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # distinct buffers: the state is donated
+    copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # distinct buffers: state may be donated
     return FitState(
         params,
         opt_state,
@@ -207,9 +207,9 @@ def make_runner(
     step: Callable, n: int, batch_axes=None, unroll: Optional[bool] = None, mesh=None
 ) -> Callable:
     """jit(run(state, batch) -> (state, metrics[n])): ``n`` steps by ``lax.scan``, the state
-    donated. With ``batch_axes`` (a dict like the batch: 0 for a leaf stacked per fit, None for
-    one shared by all fits) the state carries a leading fit axis and the step is vmapped, so
-    each fit keeps its own BatchNorm statistics.
+    donated on accelerators. With ``batch_axes`` (a dict like the batch: 0 for a leaf stacked
+    per fit, None for one shared by all fits) the state carries a leading fit axis and the step
+    is vmapped, so each fit keeps its own BatchNorm statistics.
 
     ``unroll`` (default: on the CPU only) unrolls the scan: XLA's CPU convolutions run several
     times slower inside a loop body than unrolled (measured in README), while accelerators
@@ -252,7 +252,11 @@ def make_runner(
         fits = jax.sharding.PartitionSpec("fits")
         per_step = jax.sharding.PartitionSpec(None, "fits")  # metrics: (n, fits)
         run = jax.shard_map(run, mesh=mesh, in_specs=(fits, fits), out_specs=(fits, per_step))
-    return jax.jit(run, donate_argnums=0)
+    # Not donated on the CPU: updating a donated state in place makes XLA copy each leaf that the
+    # step both reads and rewrites (the rollback's selects): 680 copies, ~10 % of a 64 px step
+    # (experiments/step_variants.py --donate). On accelerators donation halves the state's memory.
+    donate = () if jax.default_backend() == "cpu" else 0
+    return jax.jit(run, donate_argnums=donate)
 
 
 def compiled_chunk(

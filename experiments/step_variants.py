@@ -6,12 +6,15 @@ another net width.
         [--variants fast:2048 xla:2048 ...]      # conv impl : STRIP_PIXELS
         [--options '{}' '{"xla_cpu_use_xnnpack": true}' ...]
         [--fit --channels 16 --iters 1200]
+        [--donate [--rounds 8]]                  # the state donated or not
 
 The image is the whole packaged 256x256 picture (``--side N``: its top-centre N x N), degraded
 by the preset's task. Variants and options compile the one-step chunk in this process and time
 8 calls after a warm-up (median; ``bench_batching.timed_runner``); options go to
 ``Lowered.compile``.
-``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
+``--donate`` compiles the one-step function with the state donated and not, counts the copies
+of state leaves in each optimized HLO, and times them interleaved (--rounds rounds of 4 calls,
+median). ``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
 ``dipjax.engine.run`` and prints wall, compile, step and PSNR every 100 iterations.
 """
 
@@ -20,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
+import statistics
 import sys
 import time
 
@@ -28,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 from bench_batching import timed_runner  # noqa: E402
 
 from dipjax import api, build, engine  # noqa: E402
@@ -44,6 +50,8 @@ def main(argv=None):
     ap.add_argument("--fit", action="store_true")
     ap.add_argument("--channels", type=int, default=32)
     ap.add_argument("--iters", type=int, default=0)
+    ap.add_argument("--donate", action="store_true")
+    ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args(argv)
     p = get_preset(args.preset).replace(demo_side=args.side)
     if args.fit:
@@ -62,6 +70,8 @@ def main(argv=None):
             print(row["iter"], round(row["psnr_gt"], 2), round(row["psnr_gt_avg"], 2))
         return
     su = build.setup([prob], p, [(0, 0)])
+    if args.donate:
+        return donation(su, args.rounds)
     state, default_strip = su.state, conv.STRIP_PIXELS
     for v in args.variants:
         impl, strip = v.split(":")
@@ -72,6 +82,29 @@ def main(argv=None):
     for o in args.options:
         c, s, _, state = timed_runner(su.step, state, su.batch, 1, None, 8, options=json.loads(o))
         print(f"{o:60s} compile {c:6.2f} s  step {s * 1e3:7.1f} ms", flush=True)
+
+
+def donation(su, rounds):
+    """One step jitted with the state donated and not: state copies in the HLO, median ms."""
+    runs = {}
+    for name, donate in (("donated", 0), ("not donated", ())):
+        state = jax.tree_util.tree_map(jnp.copy, su.state)
+        run = jax.jit(su.step, donate_argnums=donate).lower(state, su.batch).compile()
+        copies = len(re.findall(r" copy\(%state_", run.as_text()))
+        for _ in range(2):
+            state, m = run(state, su.batch)
+        jax.block_until_ready(m)
+        runs[name] = [run, state, [], copies]
+    for _ in range(rounds):
+        for v in runs.values():
+            t = time.perf_counter()
+            for _ in range(4):
+                v[1], m = v[0](v[1], su.batch)
+            jax.block_until_ready(m)
+            v[2].append((time.perf_counter() - t) / 4)
+    for name, (_, _, times, copies) in runs.items():
+        ms = [round(t * 1e3, 1) for t in times]
+        print(f"{name:12s} state copies {copies:4d}  step {statistics.median(ms):7.1f} ms  {ms}")
 
 
 if __name__ == "__main__":
