@@ -9,11 +9,12 @@ import argparse
 from dipjax.io import InputError
 
 # Kept here as literals so that parsing imports nothing heavy; tests check them against
-# dipjax.tasks and dipjax.presets.
+# dipjax.tasks, dipjax.presets and dipjax.ops.conv.
 TASKS = ("denoise", "superres", "inpaint", "restore", "flash-no-flash", "deblur")
 NOISES = ("gauss", "saltpepper", "jpeg")
 MASK_KINDS = ("file", "text", "random", "rect")
 SGLD_NOISE = 0.5
+PRECISIONS = ("f32", "bf16")
 PRESET_NAMES = sorted(
     [
         "deblur",
@@ -153,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
     )
     a(
         "--precision",
-        choices=("f32", "bf16"),
+        choices=PRECISIONS,
         help="the generator's convolutions in float32 or bfloat16 (float32 accumulation, "
         "parameters and optimizer; see README for its speed and quality; default f32)",
     )

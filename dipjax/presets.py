@@ -14,6 +14,7 @@ from dipjax.early_stop import MODES as EARLY_STOP_MODES
 from dipjax.io import InputError
 from dipjax.nets.layers import INIT_STYLES
 from dipjax.netspec import _CONSTRUCTORS, RECIPE_NETS, NetSpec
+from dipjax.ops.conv import PRECISIONS
 
 
 class ParameterError(InputError):
@@ -68,7 +69,7 @@ _RULES = (
     ),
     ("weight_decay", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
     ("demo_side", lambda v: isinstance(v, int) and 0 <= v <= 256, "must be an integer 0-256"),
-    ("precision", lambda v: v in ("f32", "bf16"), "must be f32 or bf16"),
+    ("precision", lambda v: v in PRECISIONS, "must be " + " or ".join(PRECISIONS)),
 )
 
 

@@ -212,6 +212,7 @@ def main(argv=None):
         "--worker", nargs=3, metavar=("FRAMEWORK", "RECIPE", "SIZE"), help=argparse.SUPPRESS
     )
     args = ap.parse_args(argv)
+    args.precision = [p for p in ("f32", "bf16") if p in args.precision]
     if args.worker:
         fw, recipe, size = args.worker
         if fw.startswith("jax:"):
@@ -236,7 +237,7 @@ def main(argv=None):
     jobs += [(r, s) for r in args.recipes if r != "denoise" for s in args.recipe_sizes]
     for recipe, size in jobs:
         row = {"recipe": recipe, "size": size}
-        sides = [f"jax:{p}" for p in args.precision]
+        sides = [f"jax:{p}" for p in args.precision]  # f32 first: its columns, then bf16's
         for fw in (["torch"] if args.reference_dir else []) + sides:
             cmd = (
                 [
@@ -258,7 +259,7 @@ def main(argv=None):
             )
             r = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
-            key = "jax" if fw == "jax:f32" or fw == sides[0] else fw.replace(":", "_")
+            key = "jax" if fw == sides[0] else "jax_bf16"
             if r.returncode != 0 or not lines:
                 row[key] = {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
             else:

@@ -86,6 +86,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     passes = runs(args.seeds)
     rows = []
+    settings = {k: str(v) for k, v in vars(args).items()}
     for group in args.groups:
         for label, precision, seed in passes:
             a = argparse.Namespace(**{**vars(args), "precision": precision, "seed": seed})
@@ -94,7 +95,6 @@ def main(argv=None):
             for row in source:
                 rows.append({**row, "label": label, "precision": precision, "seed": seed})
                 print(json.dumps(rows[-1]), flush=True)
-                settings = {k: str(v) for k, v in vars(args).items()}
                 (out / "results.json").write_text(
                     json.dumps({"settings": settings, "rows": rows}, indent=1)
                 )

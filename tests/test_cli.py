@@ -250,11 +250,13 @@ def test_help_lists_every_flag_with_one_default_each():
 
 def test_cli_lists_match_the_library():
     from dipjax import cli_args, presets, tasks
+    from dipjax.ops import conv
 
     assert cli_args.TASKS == tasks.TASKS and cli_args.MASK_KINDS == tasks.MASK_KINDS
     assert cli_args.NOISES == tasks.NOISES
     assert cli_args.PRESET_NAMES == sorted(presets.PRESETS)
     assert cli_args.SGLD_NOISE == presets.SGLD_NOISE
+    assert cli_args.PRECISIONS == conv.PRECISIONS
 
 
 def test_a_bad_flag_prints_two_lines_and_version_works():

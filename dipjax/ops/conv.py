@@ -47,27 +47,24 @@ _F32 = jnp.float32
 
 
 @contextlib.contextmanager
-def conv_impl(name: str) -> Iterator[None]:
+def _scoped(var: contextvars.ContextVar, name: str, allowed: tuple, what: str) -> Iterator[None]:
+    if name not in allowed:
+        raise ValueError(f"{what} must be one of {allowed}, got {name!r}")
+    token = var.set(name)
+    try:
+        yield
+    finally:
+        var.reset(token)
+
+
+def conv_impl(name: str) -> contextlib.AbstractContextManager:
     """Within the block, ``conv2d`` traces as ``name`` (one of ``CONV_IMPLS``)."""
-    if name not in CONV_IMPLS:
-        raise ValueError(f"conv implementation must be one of {CONV_IMPLS}, got {name!r}")
-    token = _IMPL.set(name)
-    try:
-        yield
-    finally:
-        _IMPL.reset(token)
+    return _scoped(_IMPL, name, CONV_IMPLS, "conv implementation")
 
 
-@contextlib.contextmanager
-def conv_precision(name: str) -> Iterator[None]:
+def conv_precision(name: str) -> contextlib.AbstractContextManager:
     """Within the block, ``conv2d`` traces its products in ``name`` (one of ``PRECISIONS``)."""
-    if name not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
-    token = _PRECISION.set(name)
-    try:
-        yield
-    finally:
-        _PRECISION.reset(token)
+    return _scoped(_PRECISION, name, PRECISIONS, "precision")
 
 
 def traced_with(fn, precision: str = "f32"):
