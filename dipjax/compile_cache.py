@@ -4,6 +4,9 @@ same preset on the same image size loads its compiled steps instead of compiling
 Where: ``--compile-cache DIR``, else ``$DIPJAX_COMPILE_CACHE``, else
 ``$XDG_CACHE_HOME/dipjax/xla`` (``~/.cache/dipjax/xla``). ``DIPJAX_COMPILE_CACHE=off`` or
 ``--no-compile-cache`` turns it off.
+
+The same folder keeps the convolution variants measured fastest on this machine
+(``dipjax.ops.conv_choice``); with the cache off they are not measured and fixed rules apply.
 """
 
 from __future__ import annotations
@@ -26,22 +29,33 @@ def default_dir() -> Optional[pathlib.Path]:
 
 
 def enable(folder) -> None:
-    """Cache every compilation that takes over 0.2 s in ``folder`` (created)."""
+    """Cache every compilation that takes over 0.2 s in ``folder`` (created), and keep the
+    convolution layers' measured choices there (``dipjax.ops.conv_choice``)."""
     import jax
+
+    from dipjax.ops import conv_choice
 
     folder = pathlib.Path(folder).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
+    conv_choice.use_file(folder / conv_choice.FILE_NAME)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def info(folder) -> str:
-    """One line: where the cache is, how many entries and how many bytes it holds."""
+    """One line: where the cache is, how many entries and bytes it holds, and how many
+    convolution layers it has measured choices for on this machine."""
+    from dipjax.ops import conv_choice
+
     folder = pathlib.Path(folder)
     files = [f for f in folder.rglob("*") if f.is_file()] if folder.is_dir() else []
     size = sum(f.stat().st_size for f in files)
-    return f"compile cache {folder}: {len(files)} entries, {size / 2**20:.1f} MiB"
+    layers = len(conv_choice.entries(folder / conv_choice.FILE_NAME))
+    return (
+        f"compile cache {folder}: {len(files)} entries, {size / 2**20:.1f} MiB; "
+        f"{layers} convolution layer(s) measured on this machine"
+    )
 
 
 def clear(folder) -> None:

@@ -190,6 +190,7 @@ def run(
                     on_chunk
                     and on_chunk(Progress(b + 1, len(batches), done, preset.iters, su.fits, rows))
                 ),
+                say,
             )
             for r in loop.run(problems, histories):
                 results[r.key] = r

@@ -34,11 +34,12 @@ class BatchLoop:
         stop,
         pipeline,
         notify,
+        say=None,
     ):
         self.su, self.preset, self.chunk, self.pipeline = su, preset, chunk, pipeline
         self.save_every, self.checkpoint_every = save_every, checkpoint_every
         self.ckpt, self.timing, self.cache, self.stop = checkpointer, timing, cache, stop
-        self.notify = notify
+        self.notify, self.say = notify, say
         self.seconds, self.compile_s, self.step_s = [], 0.0, float("nan")
 
     def _process(self, pending, histories) -> None:
@@ -85,6 +86,7 @@ class BatchLoop:
                         batch_axes=su.axes,
                         mesh=su.mesh,
                         cache=self.cache,
+                        report=self.say,
                     )
                 self.compile_s += seconds
                 if seconds:  # a chunk that finished while this compiled must not be charged for it

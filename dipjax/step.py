@@ -20,7 +20,7 @@ import optax
 from dipjax import early_stop
 from dipjax.inputs import perturb
 from dipjax.metrics import psnr
-from dipjax.ops import conv
+from dipjax.ops import conv, conv_choice
 from dipjax.problem import Measure, loss_fn, total_variation
 
 
@@ -236,7 +236,9 @@ def make_runner(
         unroll = jax.default_backend() == "cpu"
     # Traced once and called n times: tracing the generator n times took 4.6 s of the 5-step
     # chunk's lowering on a CPU, 1.3 s this way (same compiled code, same step time).
-    one_jit = jax.jit(one) if unroll and n > 1 else one
+    # A fresh function: jit's trace cache keys on the function, not on the convolution settings
+    # (``conv.conv_choices``) that a later lowering of the same step may trace it with.
+    one_jit = jax.jit(lambda s, b: one(s, b)) if unroll and n > 1 else one
 
     def run(state, batch):
         if unroll or n == 1:
@@ -268,8 +270,10 @@ def compiled_chunk(
     batch_axes=None,
     mesh=None,
     cache: Optional[dict] = None,
+    report: Optional[Callable] = None,
 ):
-    """(the compiled chunk of ``n`` steps for these arguments, seconds spent compiling it).
+    """(the compiled chunk of ``n`` steps for these arguments, seconds spent compiling it,
+    measuring convolution layers included: ``dipjax.ops.conv_choice``, which tells ``report``).
     ``cache``: shared by calls whose steps are the same function of their arguments (the fits
     of one shape group), keyed by chunk size, shapes and placement. ``mesh``: see
     ``make_runner``."""
@@ -278,7 +282,10 @@ def compiled_chunk(
     if key in cache:
         return cache[key], 0.0
     t = time.perf_counter()
-    cache[key] = make_runner(step, n, batch_axes, mesh=mesh).lower(state, batch).compile()
+    lower = lambda: make_runner(step, n, batch_axes, mesh=mesh).lower(state, batch)
+    # A single fit's layers run as measured fastest here (vmapped fits: batched products).
+    lowered = lower() if batch_axes is not None else conv_choice.traced(lower, report)
+    cache[key] = lowered.compile()
     return cache[key], time.perf_counter() - t
 
 

@@ -2,7 +2,7 @@
 
     python experiments/bench_reference.py [--reference-dir DIR] [--sizes 64 128 256]
         [--recipes denoise superres inpaint] [--iters 10] [--warmup 3] [--threads N]
-        [--precision f32 bf16] [--out experiments/out/bench_reference]
+        [--precision f32 bf16] [--conv measured|rules] [--out experiments/out/bench_reference]
 
 DIR is your checkout of DmitryUlyanov/deep-image-prior; its ``models`` package is imported from
 there at run time (needs ``pip install -e '.[torch]'``). Without it, dipjax is timed alone.
@@ -18,8 +18,11 @@ average, PSNRs and the NaN guard. The reference's time is the median over --iter
 after --warmup; dipjax's the median of 3 rounds of --iters iterations, each round's chunks
 dispatched back to back with one wait at its end (the command line dispatches the next chunk
 before it reads the last one's metrics, so its host work overlaps the device's); its compile
-time is reported apart. ``--precision``: dipjax is timed once per precision of its
-convolutions (``--precision`` of the command line; the reference always runs float32). FLOPs
+time is reported apart, and so is the time spent measuring its convolution layers' variants
+(``dipjax.ops.conv_choice``, as the command line does; once per machine, kept in ``--out``;
+``--conv rules`` keeps the fixed rules instead). ``--precision``: dipjax is timed once per
+precision of its convolutions (``--precision`` of the command line; the reference always runs
+float32). FLOPs
 per dipjax step come from XLA's cost analysis; the caption
 (``experiments/machine.py``) gives the CPU, its instruction sets and both frameworks' float32
 and bfloat16 2048x2048 matmul rates, timed in this process on all its threads.
@@ -84,7 +87,8 @@ def problem_arrays(recipe, size, depth, seed=0):
     return z, target, mask
 
 
-def worker_torch(recipe, size, args):
+def reference_step(recipe, size, args):
+    """The reference's step for (recipe, size) as a function of nothing, after --warmup calls."""
     sys.path.insert(0, args.reference_dir)
     import models
     import numpy as np
@@ -120,6 +124,13 @@ def worker_torch(recipe, size, args):
 
     for _ in range(args.warmup):
         step()
+    return step
+
+
+def worker_torch(recipe, size, args):
+    import torch
+
+    step = reference_step(recipe, size, args)
     times = []
     for _ in range(args.iters):
         t = time.perf_counter()
@@ -132,9 +143,10 @@ def worker_jax(recipe, size, args):
     import jax
     import numpy as np
 
-    from dipjax import build, tasks
+    from dipjax import build, compile_cache, tasks
+    from dipjax.ops import conv, conv_choice
     from dipjax.presets import get_preset
-    from dipjax.step import default_chunk, make_runner
+    from dipjax.step import compiled_chunk, default_chunk
 
     _, kind, reg = RECIPES[recipe]
     spec = net_spec(recipe, args.tiny)
@@ -158,12 +170,22 @@ def worker_jax(recipe, size, args):
     )
     su = build.setup([problem], preset.replace(reg_noise_std=reg), [(0, 0)])
     batch, step, state = dict(su.batch, z=jax.numpy.asarray(z)), su.step, su.state
-    flops = make_runner(step, 1).lower(state, batch).compile().cost_analysis()
-    flops = (flops[0] if isinstance(flops, list) else flops).get("flops")
-    n = default_chunk()
+    # As the command line: a compile cache (in --out: a later run of the same step loads it)
+    # that keeps the convolution variants measured on this machine; they are measured before
+    # compiling, timed apart. --conv rules: the fixed rules instead.
+    compile_cache.enable(pathlib.Path(args.out) / "xla")
+    if args.conv == "rules":
+        conv_choice.use_file(None)
     t = time.perf_counter()
-    run = make_runner(step, n).lower(state, batch).compile()
-    compile_s = time.perf_counter() - t
+    with conv.recording() as seen:
+        jax.eval_shape(step, state, batch)
+    conv_choice.measure_missing(seen)
+    measure_s = time.perf_counter() - t
+    n = default_chunk()
+    chunks: dict = {}
+    run, compile_s = compiled_chunk(step, n, state, batch, cache=chunks)
+    flops = compiled_chunk(step, 1, state, batch, cache=chunks)[0].cost_analysis()
+    flops = (flops[0] if isinstance(flops, list) else flops).get("flops")
     calls = max(1, -(-args.warmup // n))
     for _ in range(calls):
         state, m = run(state, batch)
@@ -181,11 +203,42 @@ def worker_jax(recipe, size, args):
     return {
         "step_s": statistics.median(times),
         "compile_s": compile_s,
+        "measure_s": measure_s,
+        "conv": args.conv,
         "flops": flops,
         "chunk": n,
         "precision": preset.precision,
         "jax": jax.__version__,
     }
+
+
+def worker(fw, recipe, size, args, out, env) -> dict:
+    """One framework's result for (recipe, size), from its own subprocess: a dict, with
+    'error' when it failed."""
+    cmd = [sys.executable, __file__, "--worker", fw, recipe, str(size)]
+    for flag in ("iters", "warmup", "threads", "conv"):
+        cmd += [f"--{flag}", str(getattr(args, flag))]
+    cmd += ["--out", str(out)]
+    cmd += ["--reference-dir", args.reference_dir] if args.reference_dir else []
+    cmd += ["--tiny"] if args.tiny else []
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
+    if r.returncode != 0 or not lines:
+        return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def _merged(results: list) -> dict:
+    """One side's runs as one result: the median s/it (each run's kept in 'step_s_runs'), the
+    first run's compile and measuring times (later runs load both from the cache), the largest
+    peak memory."""
+    if any("error" in r for r in results):
+        return next(r for r in results if "error" in r)
+    merged = dict(results[0])
+    merged["step_s_runs"] = [r["step_s"] for r in results]
+    merged["step_s"] = statistics.median(merged["step_s_runs"])
+    merged["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+    return merged
 
 
 def main(argv=None):
@@ -205,8 +258,22 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="run the reference and dipjax this many times each, alternating; the speed-up is "
+        "the median of the paired ratios",
+    )
     ap.add_argument("--tiny", action="store_true", help="a tiny generator (smoke tests)")
     ap.add_argument("--precision", nargs="+", default=["f32"], choices=["f32", "bf16"])
+    ap.add_argument(
+        "--conv",
+        choices=["measured", "rules"],
+        default="measured",
+        help="dipjax's convolution variants: measured per layer on this machine, as the command "
+        "line does (kept in --out), or the fixed rules",
+    )
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_reference"))
     ap.add_argument(
         "--worker", nargs=3, metavar=("FRAMEWORK", "RECIPE", "SIZE"), help=argparse.SUPPRESS
@@ -238,46 +305,39 @@ def main(argv=None):
     for recipe, size in jobs:
         row = {"recipe": recipe, "size": size}
         sides = [f"jax:{p}" for p in args.precision]  # f32 first: its columns, then bf16's
-        for fw in (["torch"] if args.reference_dir else []) + sides:
-            cmd = (
-                [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    fw,
-                    recipe,
-                    str(size),
-                    "--iters",
-                    str(args.iters),
-                    "--warmup",
-                    str(args.warmup),
-                    "--threads",
-                    str(args.threads),
-                ]
-                + (["--reference-dir", args.reference_dir] if args.reference_dir else [])
-                + (["--tiny"] if args.tiny else [])
-            )
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
-            key = "jax" if fw == sides[0] else "jax_bf16"
-            if r.returncode != 0 or not lines:
-                row[key] = {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
-            else:
-                row[key] = json.loads(lines[-1][len("RESULT ") :])
-        j, t = row["jax"], row.get("torch")
+        runs: dict = {}
+        for _ in range(args.pairs):  # the sides alternate, so that the machine's drift is shared
+            for fw in (["torch"] if args.reference_dir else []) + sides:
+                key = "torch" if fw == "torch" else "jax" if fw == sides[0] else "jax_bf16"
+                runs.setdefault(key, []).append(worker(fw, recipe, size, args, out, env))
+        for key, rs in runs.items():
+            row[key] = _merged(rs)
+        for key, name in (("jax", "speedup"), ("jax_bf16", "speedup_bf16")):
+            pairs = [
+                t["step_s"] / j["step_s"]
+                for t, j in zip(runs.get("torch", []), runs.get(key, []))
+                if "step_s" in t and "step_s" in j
+            ]
+            if pairs:
+                row[name], row[name + "_pairs"] = statistics.median(pairs), pairs
+        j = row["jax"]
         if "step_s" in j and j.get("flops"):
             row["jax_gflops"] = j["flops"] / j["step_s"] / 1e9
-        if t and "step_s" in t and "step_s" in j:
-            row["speedup"] = t["step_s"] / j["step_s"]
-        b = row.get("jax_bf16")
-        if b and "step_s" in b and t and "step_s" in t:
-            row["speedup_bf16"] = t["step_s"] / b["step_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = [
-        f"{summary_line(machine)}; {args.threads} threads; reference: median of {args.iters} "
+        f"{summary_line(machine)}; {args.threads} threads; "
+        + (
+            f"{args.pairs} alternating runs of each side, s/it their median, speed-up the median "
+            "of the paired ratios; "
+            if args.pairs > 1
+            else ""
+        )
+        + f"reference: median of {args.iters} "
         f"iterations after {args.warmup}; dipjax: median of 3 rounds of {args.iters} iterations "
-        f"dispatched back to back, after {args.warmup}; dipjax in {args.precision[0]}"
+        f"dispatched back to back, after {args.warmup}; dipjax's convolution variants "
+        + ("measured per layer on this machine" if args.conv == "measured" else "by fixed rules")
+        + f"; dipjax in {args.precision[0]}"
         + ("" if len(args.precision) < 2 else ", and in bf16 in the last two columns"),
         "",
         "| recipe | size | reference s/it | dipjax s/it | dipjax speed-up | dipjax compile s "

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -357,6 +358,8 @@ def test_second_run_loads_its_steps_from_the_compile_cache(small_png, tmp_path):
             env=env,
         )
         assert r.returncode == 0, r.stderr
+        # the convolution layers are measured by the first run only, and kept in the cache
+        assert ("convolution layer(s) on this machine once" in r.stderr) == (k == 0), r.stderr
         runs.append(json.loads((tmp_path / f"o{k}" / "summary.json").read_text()))
     first, second = (s["timing"]["compile"] for s in runs)
     # loading from the cache still lowers (traces) the step and reads the executable
@@ -371,6 +374,7 @@ def test_second_run_loads_its_steps_from_the_compile_cache(small_png, tmp_path):
     )
     assert info.returncode == 0 and str(tmp_path / "cache") in info.stdout
     assert " 0 entries" not in info.stdout
+    assert re.search(r"; [1-9]\d* convolution layer\(s\) measured on this machine", info.stdout)
 
 
 # Flags about this invocation, not the run: --resume may differ in them.

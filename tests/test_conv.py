@@ -38,6 +38,7 @@ def small_strips(monkeypatch):
     # Strips of 16 output pixels, so that these small maps are split, with a ragged last strip.
     monkeypatch.setattr(conv, "STRIP_PIXELS", 16)
     monkeypatch.setattr(conv, "SMALL_PIXELS", 16)
+    monkeypatch.setattr(conv, "STRIP_CHOICES", (16, 40))
 
 
 def _arrays(case, seed=0):
@@ -77,6 +78,36 @@ def test_gradients_match_xla(impl, case):
 
     for got, want in zip(grads(impl), grads("xla")):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_variant_a_layer_can_be_measured_with_computes_the_same_function(case):
+    x, w = _arrays(case)
+    stride, padding = case[5], case[6]
+    y_def = numpy_conv(x, w, stride, padding)
+    r = np.random.default_rng(1).normal(size=y_def.shape)
+    layer = conv.Layer(x.shape, w.shape[0], w.shape[-1], stride, padding, "f32")
+    assert layer.out_hw == y_def.shape[1:3]
+
+    def run(variant):
+        def loss(x, w):
+            y = conv.conv_variant(x, w, stride, padding, variant)
+            return jnp.sum(y * r), y
+
+        (_, y), g = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(x, w)
+        return y, *g
+
+    variants = layer.variants()
+    assert variants[:2] == ("xla", "dot") and layer.rule() in variants
+    if case[0] * case[1] > 40:
+        assert "strips-16" in variants  # the map is split into strips of 16 pixels
+    want = run("xla")
+    np.testing.assert_allclose(np.asarray(want[0]), y_def, rtol=1e-4, atol=1e-4)
+    for v in variants[1:]:
+        for got, ref in zip(run(v), want):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown convolution variant"):
+        conv.conv_variant(x, w, stride, padding, "winograd")
 
 
 def test_strips_really_split_the_map():

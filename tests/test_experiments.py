@@ -40,6 +40,11 @@ def test_bench_reference_smoke(tmp_path, with_reference):
         1,
         "--warmup",
         1,
+        "--precision",
+        "f32",
+        "bf16",
+        "--pairs",
+        2,
         "--out",
         tmp_path,
     ] + (["--reference-dir", reference] if reference else [])
@@ -48,7 +53,14 @@ def test_bench_reference_smoke(tmp_path, with_reference):
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     (row,) = rows
     assert row["jax"]["step_s"] > 0 and row["jax"]["flops"] > 0
-    assert ("torch" in row) == bool(reference)
+    assert row["jax"]["precision"] == "f32" and row["jax_bf16"]["precision"] == "bf16"
+    assert ("torch" in row) == ("speedup" in row) == ("speedup_bf16" in row) == bool(reference)
+    assert len(row["jax"]["step_s_runs"]) == len(row["jax_bf16"]["step_s_runs"]) == 2
+    if reference:
+        assert len(row["speedup_pairs"]) == 2
+        assert min(row["speedup_pairs"]) <= row["speedup"] <= max(row["speedup_pairs"])
+    # the step was compiled with the convolution choices measured on this machine
+    assert row["jax"]["conv"] == "measured" and (tmp_path / "xla" / "conv_choices.json").exists()
     assert (tmp_path / "table.md").read_text().count("| denoise | 16 |") == 1
 
 
@@ -151,3 +163,18 @@ def test_machine_and_step_variants_smoke():
     r = _run("step_variants.py", "--side", 32, "--variants", "xla:2048", "--options", "{}")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "image (32, 32)" in r.stdout and r.stdout.count("compile") == 2
+
+
+def test_conv_choices_smoke():
+    r = _run("conv_choices.py", "--preset", "denoise-fast", "--side", 32, "--rounds", 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| fixed rules |" in r.stdout and "| measured |" in r.stdout
+    assert "| layer | fixed rule | chosen |" in r.stdout
+
+
+def test_profile_reference_smoke():
+    if not REFERENCE:
+        pytest.skip("set DIPJAX_REFERENCE_DIR to a deep-image-prior checkout (needs torch)")
+    r = _run("profile_reference.py", "--reference-dir", REFERENCE, "--size", 32, "--steps", 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "aten::" in r.stdout and "convolutions " in r.stdout

@@ -4,11 +4,12 @@ implementations chosen per layer for speed.
 Implementations, selected with ``conv_impl`` (read while jit traces, so wrap the traced function):
 
 - ``xla``: one ``lax.conv_general_dilated``.
-- ``fast`` (what ``auto`` means on a CPU): per layer,
-  1x1 convolutions and maps of at most ``SMALL_PIXELS`` output pixels become matrix products
-  (patches x kernel), and larger ones run XLA's convolution over strips of about
-  ``STRIP_PIXELS`` output pixels with a custom VJP: forward and weight gradient per strip,
-  input gradient as one convolution.
+- ``fast`` (what ``auto`` means on a CPU): per layer, the implementation measured fastest on
+  this machine for that layer when ``conv_choices`` supplies one (``dipjax.ops.conv_choice``
+  measures and keeps them), else these rules: 1x1 convolutions and maps of at most
+  ``SMALL_PIXELS`` output pixels become matrix products (patches x kernel), and larger ones run
+  XLA's convolution over strips of about ``STRIP_PIXELS`` output pixels with a custom VJP:
+  forward and weight gradient per strip, input gradient as one convolution.
 - ``dot``: every convolution as patches x kernel (under ``vmap`` with per-fit weights these are
   batched matrix products, where XLA's convolutions become grouped convolutions).
 - ``auto``: ``fast`` on the CPU, ``xla`` elsewhere (accelerators' convolutions need no help).
@@ -28,8 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import functools
-from typing import Iterator
+from typing import Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +45,8 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 
 _IMPL = contextvars.ContextVar("dipjax_conv_impl", default="auto")
 _PRECISION = contextvars.ContextVar("dipjax_conv_precision", default="f32")
+_CHOICES = contextvars.ContextVar("dipjax_conv_choices", default=None)  # layer key -> variant
+_SEEN = contextvars.ContextVar("dipjax_conv_seen", default=None)  # list of Layer, recording
 _F32 = jnp.float32
 
 
@@ -65,6 +69,76 @@ def conv_impl(name: str) -> contextlib.AbstractContextManager:
 def conv_precision(name: str) -> contextlib.AbstractContextManager:
     """Within the block, ``conv2d`` traces its products in ``name`` (one of ``PRECISIONS``)."""
     return _scoped(_PRECISION, name, PRECISIONS, "precision")
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One convolution as ``conv2d`` sees it: input (N, H, W, C), k x k kernel to ``out``
+    channels, stride, zero padding, precision."""
+
+    shape: tuple
+    k: int
+    out: int
+    stride: int
+    padding: int
+    precision: str
+
+    @property
+    def out_hw(self) -> tuple:
+        size = lambda n: (n + 2 * self.padding - self.k) // self.stride + 1
+        return size(self.shape[1]), size(self.shape[2])
+
+    @property
+    def key(self) -> str:
+        n, h, w, c = self.shape
+        conv = f"k{self.k} s{self.stride} p{self.padding} o{self.out}"
+        return f"{n}x{h}x{w}x{c} {conv} {self.precision}"
+
+    def variants(self) -> tuple:
+        """The ways ``fast`` can compute this layer: ``xla`` (one convolution), ``dot``
+        (patches x kernel) and ``strips-P`` (strips of about P output pixels, for each P of
+        ``STRIP_CHOICES`` that splits the map)."""
+        ho, wo = self.out_hw
+        strips = [f"strips-{p}" for p in STRIP_CHOICES if max(1, p // wo) < ho]
+        return ("xla", "dot", *strips)
+
+    def rule(self) -> str:
+        """The variant of the fixed rules (used when nothing was measured)."""
+        ho, wo = self.out_hw
+        if self.k == 1 or ho * wo <= SMALL_PIXELS:
+            return "dot"
+        return f"strips-{STRIP_PIXELS}" if max(1, STRIP_PIXELS // wo) < ho else "xla"
+
+    def tunable(self) -> bool:
+        """Whether measuring is worth it: 1x1 kernels and small maps are matrix products."""
+        ho, wo = self.out_hw
+        return self.k > 1 and ho * wo > SMALL_PIXELS
+
+
+STRIP_CHOICES = (1024, 2048, 4096)
+
+
+@contextlib.contextmanager
+def conv_choices(choices: Optional[dict]) -> Iterator[None]:
+    """Within the block, ``fast`` computes each layer whose ``Layer.key`` is in ``choices`` by
+    the variant it maps to (one of ``Layer.variants()``)."""
+    token = _CHOICES.set(choices)
+    try:
+        yield
+    finally:
+        _CHOICES.reset(token)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list]:
+    """Within the block, every ``conv2d`` traced as ``fast`` appends its ``Layer`` to the list
+    yielded."""
+    seen: list = []
+    token = _SEEN.set(seen)
+    try:
+        yield seen
+    finally:
+        _SEEN.reset(token)
 
 
 def traced_with(fn, precision: str = "f32"):
@@ -176,18 +250,32 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0) -> Array:
     """Cross-correlation of x (N, H, W, in) with kernel (k, k, in, out) after zero ``padding``:
     (N, Ho, Wo, out) float32, Ho = (H + 2 padding - k) // stride + 1, by the current
     implementation and precision."""
-    if _PRECISION.get() == "bf16":
-        x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+    precision = _PRECISION.get()
+    layer = Layer(tuple(x.shape), kernel.shape[0], kernel.shape[-1], stride, padding, precision)
     impl = current_impl()
-    if impl == "xla":
+    if impl == "fast":
+        seen = _SEEN.get()
+        if seen is not None:
+            seen.append(layer)
+        impl = (_CHOICES.get() or {}).get(layer.key)
+        if impl not in layer.variants():
+            impl = layer.rule()
+    return conv_variant(x, kernel, stride, padding, impl, precision)
+
+
+def conv_variant(
+    x: Array, kernel: Array, stride: int, padding: int, variant: str, precision: str = "f32"
+) -> Array:
+    """``conv2d`` computed one way: ``xla``, ``dot`` or ``strips-P`` (see ``Layer.variants``)."""
+    if precision == "bf16":
+        x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+    if variant == "xla":
         return _xla(x, kernel, stride, padding)
-    k = kernel.shape[0]
     if padding:
         x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    ho, wo = (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
-    if impl == "dot" or k == 1 or ho * wo <= SMALL_PIXELS:
+    if variant == "dot":
         return conv_dot(x, kernel, stride)
-    rows = max(1, STRIP_PIXELS // wo)
-    if rows >= ho:
-        return _xla(x, kernel, stride)
-    return conv_strips(x, kernel, stride, rows)
+    if not variant.startswith("strips-"):
+        raise ValueError(f"unknown convolution variant {variant!r}")
+    wo = (x.shape[2] - kernel.shape[0]) // stride + 1
+    return conv_strips(x, kernel, stride, max(1, int(variant[len("strips-") :]) // wo))

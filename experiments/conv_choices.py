@@ -1,0 +1,84 @@
+"""What this machine's measured convolution variants are, and what they change in the step.
+
+    python experiments/conv_choices.py [--preset denoise] [--side 128] [--rounds 10]
+
+1. Every tunable convolution layer of the preset's step at this size (``dipjax.ops.conv_choice``)
+   measured here: each variant's forward pass and both gradients, jitted alone, milliseconds
+   (the fastest of interleaved rounds), the fixed rule's variant and the one chosen.
+2. The one-step chunk compiled twice, with the fixed rules and with the measured choices, then
+   timed in interleaved rounds (each round: one warm-up step, then two steps timed), so that
+   the machine's slow moments fall on both: median, fastest and slowest ms per step.
+The measurements go to a temporary file: the command line's own choices are not touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+
+from dipjax import api, build  # noqa: E402
+from dipjax.ops import conv, conv_choice  # noqa: E402
+from dipjax.presets import get_preset  # noqa: E402
+from dipjax.step import compiled_chunk  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="denoise")
+    ap.add_argument("--side", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=10)
+    args = ap.parse_args(argv)
+    p = get_preset(args.preset).replace(demo_side=args.side)
+    prob = api.prepare(p.task, p, None)
+    su = build.setup([prob], p, [(0, 0)])
+    print(f"{p.name}, image {prob.out_hw}, {conv_choice.machine()}", flush=True)
+
+    runs = {}
+    conv_choice.use_file(None)
+    runs["fixed rules"], _ = compiled_chunk(su.step, 1, su.state, su.batch)
+    with tempfile.TemporaryDirectory() as d:
+        conv_choice.use_file(pathlib.Path(d) / conv_choice.FILE_NAME)
+        with conv.recording() as seen:
+            jax.eval_shape(su.step, su.state, su.batch)
+        t = time.perf_counter()
+        conv_choice.measure_missing(seen)
+        print(f"measured in {time.perf_counter() - t:.1f} s\n")
+        stored = conv_choice.entries()
+        print("| layer | fixed rule | chosen | ms per variant |\n|---|---|---|---|")
+        for la in dict.fromkeys(x for x in seen if x.tunable()):
+            e = stored[la.key]
+            cells = ", ".join(f"{v} {t:.1f}" for v, t in e["ms"].items())
+            print(f"| {la.key} | {la.rule()} | {e['choice']} | {cells} |")
+        runs["measured"], _ = compiled_chunk(su.step, 1, su.state, su.batch)
+        conv_choice.use_file(None)
+
+    times = {k: [] for k in runs}
+    for _ in range(args.rounds):
+        for k, run in runs.items():
+            s, m = run(su.state, su.batch)
+            jax.block_until_ready(m)
+            t = time.perf_counter()
+            for _ in range(2):
+                s, m = run(s, su.batch)
+            jax.block_until_ready(m)
+            times[k].append((time.perf_counter() - t) / 2)
+    print(f"\n| convolutions | median ms | fastest ms | slowest ms |  ({args.rounds} rounds)")
+    print("|---|---|---|---|")
+    for k, ts in times.items():
+        print(
+            f"| {k} | {statistics.median(ts) * 1e3:.1f} | {min(ts) * 1e3:.1f} | "
+            f"{max(ts) * 1e3:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Per-layer convolution variants measured on the running machine: measured once, kept in the
+file per machine, reused by later traces and runs, and actually used by the traced step."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import smooth_image, tiny_preset
+
+from dipjax import api
+from dipjax.engine import fit_problem
+from dipjax.ops import conv, conv_choice
+from dipjax.step import compiled_chunk
+
+X = jax.ShapeDtypeStruct((1, 24, 24, 4), jnp.float32)
+W1 = jnp.full((3, 3, 4, 8), 0.1)
+W2 = jnp.full((3, 3, 8, 8), 0.1)
+W3 = jnp.full((1, 1, 8, 3), 0.1)
+# The two 3x3 layers of ``net`` (24x24 outputs: tunable); its 1x1 layer is a product by rule.
+L1 = conv.Layer((1, 24, 24, 4), 3, 8, 1, 1, "f32")
+L2 = conv.Layer((1, 24, 24, 8), 3, 8, 1, 1, "f32")
+
+
+def net(x):
+    y = jnp.tanh(conv.conv2d(x, W1, 1, 1))
+    return conv.conv2d(conv.conv2d(y, W2, 1, 1), W3)
+
+
+def lower():
+    # A fresh function each time: jit's trace cache would keep the first tracing's choices.
+    return jax.jit(lambda x: net(x)).lower(X)
+
+
+def ops(lowered) -> tuple:
+    """(convolutions, matrix products) in a lowered function's StableHLO."""
+    text = lowered.as_text()
+    return text.count("stablehlo.convolution"), text.count("stablehlo.dot_general")
+
+
+@pytest.fixture
+def measured(tmp_path, monkeypatch):
+    """A fresh choices file, and the list of layers ``measure`` was asked for."""
+    before = conv_choice.current_file()
+    conv_choice.use_file(tmp_path / conv_choice.FILE_NAME)
+    calls = []
+    real = conv_choice.measure
+    monkeypatch.setattr(conv_choice, "measure", lambda la: calls.append(la) or real(la))
+    yield calls
+    conv_choice.use_file(before)
+
+
+def _write(path, choices):
+    entries = {k: {"choice": v, "ms": {}} for k, v in choices.items()}
+    path.write_text(json.dumps({conv_choice.machine(): entries}))
+
+
+def test_layers_are_measured_once_kept_per_machine_and_reused(measured):
+    told = []
+    conv_choice.traced(lower, told.append)
+    assert measured == [L1, L2]  # the 1x1 layer is not measured
+    assert told and "2 convolution layer(s)" in told[0]
+    stored = json.loads(conv_choice.current_file().read_text())
+    entries = stored[conv_choice.machine()]
+    assert set(entries) == {L1.key, L2.key}
+    for layer in (L1, L2):
+        e = entries[layer.key]
+        assert set(e["ms"]) == set(layer.variants()) and all(t > 0 for t in e["ms"].values())
+        assert e["choice"] == conv_choice.pick(layer, e["ms"])
+    conv_choice.traced(lower)  # the same process again
+    conv_choice.use_file(conv_choice.current_file())  # forgets this process's memory
+    told.clear()
+    conv_choice.traced(lower, told.append)  # a later run: the file alone
+    assert measured == [L1, L2] and told == []
+
+
+def test_the_traced_function_computes_each_layer_by_its_stored_choice(measured):
+    path = conv_choice.current_file()
+    _write(path, {L1.key: "xla", L2.key: "xla"})
+    assert ops(conv_choice.traced(lower)) == (2, 1)
+    _write(path, {L1.key: "dot", L2.key: "dot"})
+    conv_choice.use_file(path)
+    assert ops(conv_choice.traced(lower)) == (0, 3)
+    _write(path, {L1.key: "dot", L2.key: "winograd"})  # not a variant: L2 falls back to its rule
+    conv_choice.use_file(path)
+    assert L2.rule() == "xla" and ops(conv_choice.traced(lower)) == (1, 2)
+    assert measured == []
+
+
+def test_another_machines_choices_and_a_broken_file_are_not_used(measured):
+    path = conv_choice.current_file()
+    path.write_text(json.dumps({"another CPU": {L1.key: {"choice": "dot"}}}))
+    conv_choice.traced(lower)
+    assert measured == [L1, L2]
+    assert set(json.loads(path.read_text())) == {"another CPU", conv_choice.machine()}
+    path.write_text("{ not json")
+    conv_choice.use_file(path)
+    conv_choice.traced(lower)
+    assert len(measured) == 4 and conv_choice.machine() in json.loads(path.read_text())
+
+
+def test_nothing_is_measured_without_a_file_or_off_the_fast_implementation(measured, monkeypatch):
+    with conv.conv_impl("xla"):
+        assert ops(conv_choice.traced(lower)) == (3, 0)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # auto: xla on accelerators
+    conv_choice.traced(lower)
+    monkeypatch.undo()
+    conv_choice.use_file(None)
+    conv_choice.traced(lower)
+    assert measured == []
+
+
+def test_a_rule_within_the_margin_of_the_fastest_stays():
+    big = conv.Layer((1, 130, 130, 132), 3, 128, 1, 0, "f32")
+    assert big.rule() == f"strips-{conv.STRIP_PIXELS}"
+    rule = big.rule()
+    assert conv_choice.pick(big, {"xla": 100.0, rule: 104.0, "dot": 200.0}) == rule
+    assert conv_choice.pick(big, {"xla": 100.0, rule: 106.0, "dot": 200.0}) == "xla"
+    assert not conv.Layer((1, 10, 10, 8), 1, 8, 1, 0, "f32").tunable()  # 1x1
+    assert not conv.Layer((1, 8, 8, 8), 3, 8, 1, 1, "f32").tunable()  # 64 output pixels
+
+
+def test_a_fit_measures_its_layers_once_and_reruns_bit_identically(measured):
+    p = tiny_preset("denoise", iters=4, crop=0)
+    prob = api.prepare("denoise", p, smooth_image(), degrade=True, seed=1)
+    a = fit_problem(prob, p, seed=1)
+    n = len(measured)
+    assert n > 0 and all(la.tunable() for la in measured)
+    stored = json.loads(conv_choice.current_file().read_text())[conv_choice.machine()]
+    assert set(stored) == {la.key for la in measured}
+    conv_choice.use_file(conv_choice.current_file())
+    b = fit_problem(prob, p, seed=1)
+    assert len(measured) == n
+    np.testing.assert_array_equal(a.output, b.output)
+
+
+def test_every_chunk_length_is_traced_with_the_choices_of_its_time(measured):
+    # make_runner jits the step for chunks of several steps; jit's trace cache must not hand a
+    # later lowering the jaxpr traced under earlier choices.
+    path, x = conv_choice.current_file(), np.ones(X.shape, np.float32)
+
+    def step(state, batch):
+        return state + jnp.sum(net(batch + state)), {"s": state}
+
+    counts = []
+    for choice in ("xla", "dot"):
+        _write(path, {L1.key: choice, L2.key: choice})
+        conv_choice.use_file(path)
+        for n in (1, 2):
+            run, _ = compiled_chunk(step, n, jnp.float32(0), x)
+            counts.append(run.as_text().count(" convolution("))
+    assert counts[0] > 0 and counts[1] == 2 * counts[0]
+    assert counts[2:] == [0, 0] and measured == []
