@@ -9,9 +9,9 @@ another net width.
         [--donate [--rounds 8]]                  # the state donated or not
 
 The image is the whole packaged 256x256 picture (``--side N``: its top-centre N x N), degraded
-by the preset's task. Variants and options compile the one-step chunk in this process and time
-8 calls after a warm-up (median; ``bench_batching.timed_runner``); options go to
-``Lowered.compile``.
+by the preset's task. Variants compile the one-step chunk in this process and time 8 calls after
+a warm-up (median; ``bench_batching.timed_runner``). Options (to ``Lowered.compile``) are all
+compiled first, then timed interleaved (--rounds rounds; median, fastest, slowest).
 ``--donate`` compiles the one-step function with the state donated and not, counts the copies
 of state leaves in each optimized HLO, and times them interleaved (--rounds rounds of 4 calls,
 median). ``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
@@ -39,6 +39,7 @@ from bench_batching import timed_runner  # noqa: E402
 from dipjax import api, build, engine  # noqa: E402
 from dipjax.ops import conv  # noqa: E402
 from dipjax.presets import _fast_skip, get_preset  # noqa: E402
+from dipjax.step import make_runner  # noqa: E402
 
 
 def main(argv=None):
@@ -79,9 +80,34 @@ def main(argv=None):
         c, s, _, state = timed_runner(su.step, state, su.batch, 1, None, 8, impl)
         print(f"{v:14s} compile {c:6.2f} s  step {s * 1e3:7.1f} ms", flush=True)
     conv.STRIP_PIXELS = default_strip
-    for o in args.options:
-        c, s, _, state = timed_runner(su.step, state, su.batch, 1, None, 8, options=json.loads(o))
-        print(f"{o:60s} compile {c:6.2f} s  step {s * 1e3:7.1f} ms", flush=True)
+    if args.options:
+        options_interleaved(su, args.options, args.rounds)
+
+
+def options_interleaved(su, options, rounds):
+    """The one-step chunk compiled with each XLA option set, then timed in --rounds rounds that
+    each run every compiled chunk once (a warm-up call, then 2 calls timed): median, fastest and
+    slowest ms, so that the machine's slow moments fall on every option set alike."""
+    runs = []
+    for o in options:
+        t = time.perf_counter()
+        runs.append(make_runner(su.step, 1).lower(su.state, su.batch).compile(json.loads(o)))
+        print(f"{o:60s} compile {time.perf_counter() - t:6.2f} s", flush=True)
+    times = [[] for _ in runs]
+    for _ in range(rounds):
+        for run, ts in zip(runs, times):
+            state, m = run(su.state, su.batch)
+            jax.block_until_ready(m)
+            t = time.perf_counter()
+            for _ in range(2):
+                state, m = run(state, su.batch)
+            jax.block_until_ready(m)
+            ts.append((time.perf_counter() - t) / 2)
+    for o, ts in zip(options, times):
+        print(
+            f"{o:60s} step median {statistics.median(ts) * 1e3:7.1f} ms  "
+            f"fastest {min(ts) * 1e3:7.1f}  slowest {max(ts) * 1e3:7.1f}"
+        )
 
 
 def donation(su, rounds):

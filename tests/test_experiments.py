@@ -160,9 +160,12 @@ def test_machine_and_step_variants_smoke():
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(r.stdout.splitlines()[0])
     assert d["xla_f32_gflops"] > 0 and d["cpus"] >= 1 and "XLA matmul f32" in r.stdout
-    r = _run("step_variants.py", "--side", 32, "--variants", "xla:2048", "--options", "{}")
+    r = _run(
+        "step_variants.py", "--side", 32, "--variants", "xla:2048", "--options", "{}", "--rounds", 1
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "image (32, 32)" in r.stdout and r.stdout.count("compile") == 2
+    assert r.stdout.count("step median") == 1
 
 
 def test_conv_choices_smoke():
