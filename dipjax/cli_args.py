@@ -229,6 +229,13 @@ def parser() -> argparse.ArgumentParser:
     )
     a("--no-compile-cache", action="store_true", help="compile everything afresh, keep nothing")
     a(
+        "--measure-convs",
+        action="store_true",
+        help="on a CPU, time each convolution layer's ways of computing once on this machine and "
+        "use the fastest (kept in the compile cache; the first run at an image size takes "
+        "10-40 s longer)",
+    )
+    a(
         "--cache-info",
         action="store_true",
         help="print the compile cache's folder and size, and exit",
@@ -311,6 +318,14 @@ def cache_command(args) -> bool:
             raise InputError(
                 f"--compile-cache {folder}: cannot use it ({e.strerror or e})"
             ) from None
+    if args.measure_convs and folder is None:
+        raise InputError(
+            "--measure-convs keeps its measurements in the compile cache: "
+            "it cannot go with --no-compile-cache"
+        )
+    from dipjax.ops import conv_choice
+
+    conv_choice.use_file(folder / conv_choice.FILE_NAME if args.measure_convs else None)
     return False
 
 

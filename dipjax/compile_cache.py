@@ -5,8 +5,8 @@ Where: ``--compile-cache DIR``, else ``$DIPJAX_COMPILE_CACHE``, else
 ``$XDG_CACHE_HOME/dipjax/xla`` (``~/.cache/dipjax/xla``). ``DIPJAX_COMPILE_CACHE=off`` or
 ``--no-compile-cache`` turns it off.
 
-The same folder keeps the convolution variants measured fastest on this machine
-(``dipjax.ops.conv_choice``); with the cache off they are not measured and fixed rules apply.
+With ``--measure-convs`` the same folder keeps the convolution variants measured fastest on
+this machine (``dipjax.ops.conv_choice``, file ``conv_choices.json``).
 """
 
 from __future__ import annotations
@@ -29,15 +29,11 @@ def default_dir() -> Optional[pathlib.Path]:
 
 
 def enable(folder) -> None:
-    """Cache every compilation that takes over 0.2 s in ``folder`` (created), and keep the
-    convolution layers' measured choices there (``dipjax.ops.conv_choice``)."""
+    """Cache every compilation that takes over 0.2 s in ``folder`` (created)."""
     import jax
-
-    from dipjax.ops import conv_choice
 
     folder = pathlib.Path(folder).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    conv_choice.use_file(folder / conv_choice.FILE_NAME)
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -50,6 +46,7 @@ def info(folder) -> str:
 
     folder = pathlib.Path(folder)
     files = [f for f in folder.rglob("*") if f.is_file()] if folder.is_dir() else []
+    files = [f for f in files if not f.name.startswith((conv_choice.FILE_NAME, ".conv_choices"))]
     size = sum(f.stat().st_size for f in files)
     layers = len(conv_choice.entries(folder / conv_choice.FILE_NAME))
     return (

@@ -2,7 +2,8 @@
 
     python experiments/bench_reference.py [--reference-dir DIR] [--sizes 64 128 256]
         [--recipes denoise superres inpaint] [--iters 10] [--warmup 3] [--threads N]
-        [--precision f32 bf16] [--conv measured|rules] [--out experiments/out/bench_reference]
+        [--precision f32 bf16] [--conv rules|measured] [--pairs N]
+        [--out experiments/out/bench_reference]
 
 DIR is your checkout of DmitryUlyanov/deep-image-prior; its ``models`` package is imported from
 there at run time (needs ``pip install -e '.[torch]'``). Without it, dipjax is timed alone.
@@ -19,10 +20,11 @@ after --warmup; dipjax's the median of 3 rounds of --iters iterations, each roun
 dispatched back to back with one wait at its end (the command line dispatches the next chunk
 before it reads the last one's metrics, so its host work overlaps the device's); its compile
 time is reported apart, and so is the time spent measuring its convolution layers' variants
-(``dipjax.ops.conv_choice``, as the command line does; once per machine, kept in ``--out``;
-``--conv rules`` keeps the fixed rules instead). ``--precision``: dipjax is timed once per
-precision of its convolutions (``--precision`` of the command line; the reference always runs
-float32). FLOPs
+(``dipjax.ops.conv_choice``, as the command line's ``--measure-convs``; once per machine, kept
+in ``--out``; ``--conv rules``, the command line's default, keeps the fixed rules).
+``--precision``: dipjax is timed once per precision of its convolutions (``--precision`` of the
+command line; the reference always runs float32). ``--pairs N``: each side runs N times,
+alternating, and the speed-up is the median of the N paired ratios. FLOPs
 per dipjax step come from XLA's cost analysis; the caption
 (``experiments/machine.py``) gives the CPU, its instruction sets and both frameworks' float32
 and bfloat16 2048x2048 matmul rates, timed in this process on all its threads.
@@ -143,7 +145,7 @@ def worker_jax(recipe, size, args):
     import jax
     import numpy as np
 
-    from dipjax import build, compile_cache, tasks
+    from dipjax import build, tasks
     from dipjax.ops import conv, conv_choice
     from dipjax.presets import get_preset
     from dipjax.step import compiled_chunk, default_chunk
@@ -170,12 +172,12 @@ def worker_jax(recipe, size, args):
     )
     su = build.setup([problem], preset.replace(reg_noise_std=reg), [(0, 0)])
     batch, step, state = dict(su.batch, z=jax.numpy.asarray(z)), su.step, su.state
-    # As the command line: a compile cache (in --out: a later run of the same step loads it)
-    # that keeps the convolution variants measured on this machine; they are measured before
-    # compiling, timed apart. --conv rules: the fixed rules instead.
-    compile_cache.enable(pathlib.Path(args.out) / "xla")
-    if args.conv == "rules":
-        conv_choice.use_file(None)
+    # --conv measured: as the command line's --measure-convs, the convolution variants measured
+    # on this machine, kept in --out (measured by the first run only), timed apart from the
+    # compile; --conv rules: the fixed rules (the command line's default).
+    conv_choice.use_file(
+        pathlib.Path(args.out) / conv_choice.FILE_NAME if args.conv == "measured" else None
+    )
     t = time.perf_counter()
     with conv.recording() as seen:
         jax.eval_shape(step, state, batch)
@@ -229,15 +231,17 @@ def worker(fw, recipe, size, args, out, env) -> dict:
 
 
 def _merged(results: list) -> dict:
-    """One side's runs as one result: the median s/it (each run's kept in 'step_s_runs'), the
-    first run's compile and measuring times (later runs load both from the cache), the largest
-    peak memory."""
+    """One side's runs as one result: the median s/it and compile time (each run's kept in
+    'step_s_runs'), the first run's measuring time (later runs read its measurements), the
+    last run's peak memory (the first run's includes measuring)."""
     if any("error" in r for r in results):
         return next(r for r in results if "error" in r)
     merged = dict(results[0])
     merged["step_s_runs"] = [r["step_s"] for r in results]
     merged["step_s"] = statistics.median(merged["step_s_runs"])
-    merged["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+    if all("compile_s" in r for r in results):
+        merged["compile_s"] = statistics.median(r["compile_s"] for r in results)
+    merged["peak_rss_mb"] = results[-1]["peak_rss_mb"]
     return merged
 
 
@@ -270,9 +274,9 @@ def main(argv=None):
     ap.add_argument(
         "--conv",
         choices=["measured", "rules"],
-        default="measured",
+        default="rules",
         help="dipjax's convolution variants: measured per layer on this machine, as the command "
-        "line does (kept in --out), or the fixed rules",
+        "line's --measure-convs (kept in --out), or the fixed rules (its default)",
     )
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_reference"))
     ap.add_argument(

@@ -1,7 +1,7 @@
 """Where the PyTorch reference's step spends its time: PyTorch's profiler over its denoising step.
 
     python experiments/profile_reference.py --reference-dir DIR [--recipe denoise] [--size 128]
-        [--steps 3] [--threads N]
+        [--steps 3] [--threads N] [--tiny]
 
 The reference's step as ``bench_reference.py`` times it (its generator imported from your
 checkout DIR, same input, perturbation, loss and Adam), warmed up, then profiled over --steps
@@ -31,13 +31,14 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--tiny", action="store_true", help="a tiny generator (smoke tests)")
     args = ap.parse_args(argv)
     if not (pathlib.Path(args.reference_dir) / "models").is_dir():
         sys.exit(f"--reference-dir {args.reference_dir}: not a deep-image-prior checkout")
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    args.iters, args.warmup, args.tiny = 0, 3, False
+    args.iters, args.warmup = 0, 3
     step = bench.reference_step(args.recipe, args.size, args)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):

@@ -349,6 +349,7 @@ def test_second_run_loads_its_steps_from_the_compile_cache(small_png, tmp_path):
                 "--chunk",
                 "2",
                 "--quiet",
+                "--measure-convs",
                 "--out",
                 str(tmp_path / f"o{k}"),
             ],
@@ -377,6 +378,14 @@ def test_second_run_loads_its_steps_from_the_compile_cache(small_png, tmp_path):
     assert re.search(r"; [1-9]\d* convolution layer\(s\) measured on this machine", info.stdout)
 
 
+def test_measuring_convolutions_needs_the_compile_cache(capsys):
+    from dipjax import fit
+
+    assert fit.main(["--task", "denoise", "--measure-convs", "--no-compile-cache"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--measure-convs" in err[0] and "--no-compile-cache" in err[0]
+
+
 # Flags about this invocation, not the run: --resume may differ in them.
 NOT_RUN_FLAGS = {
     "distributed",
@@ -388,6 +397,7 @@ NOT_RUN_FLAGS = {
     "resume",
     "compile_cache",
     "no_compile_cache",
+    "measure_convs",
     "cache_info",
     "clear_cache",
     "quiet",

@@ -101,14 +101,29 @@ def test_another_machines_choices_and_a_broken_file_are_not_used(measured):
 
 
 def test_nothing_is_measured_without_a_file_or_off_the_fast_implementation(measured, monkeypatch):
+    traces = []
+
+    def counted():
+        traces.append(1)
+        return lower()
+
     with conv.conv_impl("xla"):
-        assert ops(conv_choice.traced(lower)) == (3, 0)
+        assert ops(conv_choice.traced(counted)) == (3, 0)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # auto: xla on accelerators
-    conv_choice.traced(lower)
+    conv_choice.traced(counted)
     monkeypatch.undo()
     conv_choice.use_file(None)
-    conv_choice.traced(lower)
-    assert measured == []
+    conv_choice.traced(counted)
+    assert measured == [] and len(traces) == 3  # each traced once: nothing to measure
+
+
+def test_a_layer_too_big_for_patches_is_not_timed_as_one(monkeypatch):
+    big = conv.Layer((1, 130, 130, 132), 3, 128, 1, 0, "f32")
+    assert "dot" in conv_choice.candidates(big)  # 9 x 130 x 130 x 132 floats: 80 MB
+    monkeypatch.setattr(conv_choice, "DOT_MAX_BYTES", 2**26)
+    assert "dot" not in conv_choice.candidates(big) and "xla" in conv_choice.candidates(big)
+    small = conv.Layer((1, 10, 10, 132), 3, 128, 1, 0, "f32")  # the rule is a dot: kept
+    assert small.rule() == "dot" and "dot" in conv_choice.candidates(small)
 
 
 def test_a_rule_within_the_margin_of_the_fastest_stays():
@@ -121,18 +136,37 @@ def test_a_rule_within_the_margin_of_the_fastest_stays():
     assert not conv.Layer((1, 8, 8, 8), 3, 8, 1, 1, "f32").tunable()  # 64 output pixels
 
 
-def test_a_fit_measures_its_layers_once_and_reruns_bit_identically(measured):
-    p = tiny_preset("denoise", iters=4, crop=0)
-    prob = api.prepare("denoise", p, smooth_image(), degrade=True, seed=1)
-    a = fit_problem(prob, p, seed=1)
-    n = len(measured)
-    assert n > 0 and all(la.tunable() for la in measured)
-    stored = json.loads(conv_choice.current_file().read_text())[conv_choice.machine()]
-    assert set(stored) == {la.key for la in measured}
-    conv_choice.use_file(conv_choice.current_file())
-    b = fit_problem(prob, p, seed=1)
-    assert len(measured) == n
-    np.testing.assert_array_equal(a.output, b.output)
+def test_a_fit_measures_its_layers_once_uses_them_and_reruns_bit_identically(tmp_path, monkeypatch):
+    # Timings made up so that a matrix product wins every layer: the fit must then run with no
+    # XLA convolution at all, and a second run (the file alone) must give the same bits.
+    asked = []
+    monkeypatch.setattr(
+        conv_choice,
+        "measure",
+        lambda la: asked.append(la) or {v: 1.0 if v == "dot" else 9.0 for v in la.variants()},
+    )
+    before = conv_choice.current_file()
+    conv_choice.use_file(tmp_path / conv_choice.FILE_NAME)
+    try:
+        p = tiny_preset("denoise", iters=4, crop=0)
+        prob = api.prepare("denoise", p, smooth_image(), degrade=True, seed=1)
+        lowered = []
+        real = conv_choice.traced
+        monkeypatch.setattr(
+            conv_choice, "traced", lambda t, r=None: lowered.append(real(t, r)) or lowered[-1]
+        )
+        a = fit_problem(prob, p, seed=1)
+        n = len(asked)
+        assert n > 0 and all(la.tunable() for la in asked)
+        assert set(conv_choice.entries()) == {la.key for la in asked}
+        assert all(e["choice"] == "dot" for e in conv_choice.entries().values())
+        assert lowered and all(ops(x)[0] == 0 for x in lowered)  # no convolution left
+        conv_choice.use_file(conv_choice.current_file())
+        b = fit_problem(prob, p, seed=1)
+        assert len(asked) == n
+        np.testing.assert_array_equal(a.output, b.output)
+    finally:
+        conv_choice.use_file(before)
 
 
 def test_every_chunk_length_is_traced_with_the_choices_of_its_time(measured):

@@ -41,6 +41,7 @@ CONV_IMPLS = ("auto", "xla", "fast", "dot")
 PRECISIONS = ("f32", "bf16")
 SMALL_PIXELS = 64
 STRIP_PIXELS = 2048
+STRIP_CHOICES = (1024, 2048, 4096)  # the strip sizes a measured choice may pick
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 _IMPL = contextvars.ContextVar("dipjax_conv_impl", default="auto")
@@ -85,11 +86,13 @@ class Layer:
 
     @property
     def out_hw(self) -> tuple:
+        """(Ho, Wo), the output map's size."""
         size = lambda n: (n + 2 * self.padding - self.k) // self.stride + 1
         return size(self.shape[1]), size(self.shape[2])
 
     @property
     def key(self) -> str:
+        """The layer's name in the choices file: 'NxHxWxC kK sS pP oO precision'."""
         n, h, w, c = self.shape
         conv = f"k{self.k} s{self.stride} p{self.padding} o{self.out}"
         return f"{n}x{h}x{w}x{c} {conv} {self.precision}"
@@ -113,9 +116,6 @@ class Layer:
         """Whether measuring is worth it: 1x1 kernels and small maps are matrix products."""
         ho, wo = self.out_hw
         return self.k > 1 and ho * wo > SMALL_PIXELS
-
-
-STRIP_CHOICES = (1024, 2048, 4096)
 
 
 @contextlib.contextmanager

@@ -7,13 +7,15 @@ strips or matrix products. ``traced`` traces a step with the choices known for t
 records its convolutions, and when some ``Layer.tunable`` layer has none, times every variant
 of it (forward pass and both gradients, jitted alone, the fastest of a few interleaved
 rounds), keeps the fastest (the fixed rule's when within 5 % of it), and traces again.
-Choices are stored per machine (CPU model and flags, CPUs available, jax version, device) in
-the file ``use_file`` names (the command line: ``FILE_NAME`` in its compile cache) and
-measured once: later runs, and later steps with the same layers, read them.
+Choices are stored per machine (CPU model and flags, CPUs available, jax and jaxlib versions,
+XLA_FLAGS) in the file ``use_file`` names (the command line, with ``--measure-convs``:
+``FILE_NAME`` in its compile cache) and measured once: later runs, and later steps with the
+same layers, read them. Off by default: on the machine it was measured on, the choices did not
+make the step faster (README, "Convolution variants measured on each machine").
 
 The variants compute the same function up to float rounding, so a choice changes a fit's last
 digits, never its result beyond rounding; a run stays reproducible on one machine as long as
-the file keeps its choices.
+the file keeps its choices. The final render and snapshots keep the fixed rules.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ FILE_NAME = "conv_choices.json"
 ROUNDS = 3
 BUDGET_S = 0.5
 MARGIN = 0.05
+DOT_MAX_BYTES = 2**29
 _file: Optional[pathlib.Path] = None
-_memory: dict = {}  # layer key -> variant measured by this process (its machine)
+_memory: dict = {}  # layer key -> variant this process has used (measured or read)
 
 
 def use_file(path) -> None:
@@ -49,12 +52,14 @@ def use_file(path) -> None:
 
 
 def current_file() -> Optional[pathlib.Path]:
+    """The file ``use_file`` named (None: nothing is measured)."""
     return _file
 
 
 @functools.lru_cache(maxsize=1)
 def machine() -> str:
-    """What the choices depend on: CPU model and flags, CPUs available, jax, device kind."""
+    """What the choices depend on: CPU model and flags, CPUs available, jax and jaxlib versions,
+    XLA_FLAGS (the choices apply on the CPU only; the backend is not started to find this)."""
     fields = {}
     try:
         with open("/proc/cpuinfo") as f:
@@ -63,14 +68,18 @@ def machine() -> str:
                 fields.setdefault(name.strip(), value.strip())
     except OSError:
         pass
+    import jaxlib
+
     model = fields.get("model name") or platform.processor() or platform.machine()
-    flags = hashlib.sha1(fields.get("flags", "").encode()).hexdigest()[:8]
+    flags = fields.get("flags") or fields.get("Features") or platform.platform()
+    digest = hashlib.sha1((flags + os.environ.get("XLA_FLAGS", "")).encode()).hexdigest()[:8]
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    device = jax.devices()[0].device_kind
-    return f"{model} flags:{flags} cpus:{cpus} jax:{jax.__version__} {device}"
+    return f"{model} flags:{digest} cpus:{cpus} jax:{jax.__version__} jaxlib:{jaxlib.__version__}"
 
 
 def _grads(layer: conv.Layer, variant: str):
+    """jit((x, w) -> both gradients of sum(y * y)), y the layer computed by ``variant``."""
+
     def loss(x, w):
         y = conv.conv_variant(x, w, layer.stride, layer.padding, variant, layer.precision)
         return jnp.sum(y * y)
@@ -78,16 +87,35 @@ def _grads(layer: conv.Layer, variant: str):
     return jax.jit(jax.grad(loss, argnums=(0, 1)))
 
 
-def measure(layer: conv.Layer, rounds: int = ROUNDS, budget_s: float = BUDGET_S) -> dict:
-    """{variant: milliseconds} for every variant of ``layer``: its forward pass and both
-    gradients, jitted alone, the fastest of ``rounds`` rounds (more, up to ``budget_s`` seconds,
-    for fast layers) that each time every variant once, so that the machine's slow moments
-    fall on all of them."""
+def candidates(layer: conv.Layer) -> tuple:
+    """The variants worth timing: all of ``layer.variants()`` but a matrix product whose patch
+    tensor (k*k times the input) would exceed ``DOT_MAX_BYTES`` (the fit itself never builds
+    it unless the rule does)."""
+    n, h, w, c = layer.shape
+    ho, wo = layer.out_hw
+    patch_bytes = 4 * n * ho * wo * layer.k * layer.k * c
+    big = patch_bytes > DOT_MAX_BYTES and layer.rule() != "dot"
+    return tuple(v for v in layer.variants() if not (big and v == "dot"))
+
+
+def measure(layer: conv.Layer, rounds: Optional[int] = None, budget_s: Optional[float] = None):
+    """{variant: milliseconds} for every candidate variant of ``layer``: its forward pass and
+    both gradients, jitted alone, the fastest of ``rounds`` rounds (default ``ROUNDS``; more,
+    up to ``budget_s`` seconds (``BUDGET_S``), for fast layers) that each time every variant
+    once, so that the machine's slow moments fall on all of them. A variant that fails to
+    compile or run (memory) is left out."""
+    rounds = ROUNDS if rounds is None else rounds
+    budget_s = BUDGET_S if budget_s is None else budget_s
     x = jnp.ones(layer.shape, jnp.float32)
     w = jnp.full((layer.k, layer.k, layer.shape[-1], layer.out), 0.01, jnp.float32)
-    fns = {v: _grads(layer, v) for v in layer.variants()}
-    for f in fns.values():
-        jax.block_until_ready(f(x, w))
+    fns = {}
+    for v in candidates(layer):
+        try:
+            f = _grads(layer, v)
+            jax.block_until_ready(f(x, w))
+            fns[v] = f
+        except Exception:  # noqa: BLE001 - e.g. out of memory: that variant is not an option
+            continue
     best = {v: float("inf") for v in fns}
     start, done = time.perf_counter(), 0
     while done < rounds or (time.perf_counter() - start < budget_s and done < 10 * rounds):
@@ -102,26 +130,39 @@ def measure(layer: conv.Layer, rounds: int = ROUNDS, budget_s: float = BUDGET_S)
 def pick(layer: conv.Layer, ms: dict) -> str:
     """The fastest variant, unless the fixed rule's is within ``MARGIN`` of it (a difference
     that small is the machine's noise, and the rule's choice then stays)."""
+    if not ms:
+        return layer.rule()
     fastest = min(ms, key=ms.get)
     rule = layer.rule()
     return rule if ms.get(rule, float("inf")) <= ms[fastest] * (1 + MARGIN) else fastest
 
 
 def _load(path: pathlib.Path) -> dict:
+    """The file's {machine: {layer key: entry}}; {} when it is missing or unreadable."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {m: e for m, e in data.items() if isinstance(e, dict)}
 
 
 def _save(path: pathlib.Path, data: dict) -> None:
-    # Written whole to a temporary file and renamed: a run stopped mid-write leaves the old file.
+    """Write ``data`` whole to a temporary file and rename it: a run stopped mid-write, or a
+    failed write, leaves the old file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".conv_choices-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def entries(path=None) -> dict:
@@ -133,8 +174,9 @@ def entries(path=None) -> dict:
 
 
 def known() -> Optional[dict]:
-    """{layer key: variant} measured on this machine (the file's and this process's); None when
-    no file is in use."""
+    """{layer key: variant} for this machine: the file's, with what this process has used first
+    (a process never switches a layer's variant, even when another one rewrites the file);
+    None when no file is in use."""
     if _file is None:
         return None
     return {**{k: e["choice"] for k, e in entries().items()}, **_memory}
@@ -147,8 +189,9 @@ def missing(layers) -> list:
 
 
 def measure_missing(layers, report=None) -> None:
-    """Measure every layer of ``missing(layers)`` and keep its fastest variant (in the file
-    when one is in use). ``report(message)`` is told first."""
+    """Measure every layer of ``missing(layers)`` and keep its fastest variant in the file (a
+    layer another process stored meanwhile keeps that process's choice). ``report(message)`` is
+    told first, and told when the file cannot be written."""
     todo = missing(layers)
     if not todo or _file is None:
         return
@@ -158,23 +201,29 @@ def measure_missing(layers, report=None) -> None:
     for la in todo:
         ms = measure(la)
         measured[la.key] = {"choice": pick(la, ms), "ms": ms}
-        _memory[la.key] = measured[la.key]["choice"]
     stored = _load(_file)  # re-read: another run may have added layers meanwhile
-    stored.setdefault(here, {}).update(measured)
+    mine = stored.setdefault(here, {})
+    for key, entry in measured.items():
+        if not (isinstance(mine.get(key), dict) and "choice" in mine[key]):
+            mine[key] = entry
+        _memory[key] = mine[key]["choice"]
     try:
         _save(_file, stored)
-    except OSError:
-        pass  # an unwritable cache costs a measurement next run, nothing else
+    except OSError as e:
+        if report is not None:
+            report(f"cannot keep the measurements in {_file} ({e.strerror or e})")
 
 
 def traced(trace, report=None):
     """``trace()`` (a function that traces convolutions, e.g. lowers a jitted step) run with
     the known choices; when it met tunable layers with none, they are measured and it runs
     again with them. Returns what the last ``trace()`` returned."""
-    if _file is None or conv.current_impl() != "fast":
+    if _file is None:
         return trace()
-    with conv.recording() as seen, conv.conv_choices(known()):
+    table = known()
+    with conv.recording() as seen, conv.conv_choices(table):
         out = trace()
+    _memory.update({la.key: table[la.key] for la in seen if la.key in table})
     if not missing(seen):
         return out
     measure_missing(seen, report)
