@@ -30,6 +30,9 @@ from dipjax.ops import conv, conv_choice  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
 from dipjax.step import compiled_chunk  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "experiments"))
+from step_variants import interleaved  # noqa: E402
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -61,16 +64,7 @@ def main(argv=None):
         runs["measured"], _ = compiled_chunk(su.step, 1, su.state, su.batch)
         conv_choice.use_file(None)
 
-    times = {k: [] for k in runs}
-    for _ in range(args.rounds):
-        for k, run in runs.items():
-            s, m = run(su.state, su.batch)
-            jax.block_until_ready(m)
-            t = time.perf_counter()
-            for _ in range(2):
-                s, m = run(s, su.batch)
-            jax.block_until_ready(m)
-            times[k].append((time.perf_counter() - t) / 2)
+    times = interleaved(runs, su.state, su.batch, args.rounds)
     print(f"\n| convolutions | median ms | fastest ms | slowest ms |  ({args.rounds} rounds)")
     print("|---|---|---|---|")
     for k, ts in times.items():

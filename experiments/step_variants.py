@@ -84,26 +84,33 @@ def main(argv=None):
         options_interleaved(su, args.options, args.rounds)
 
 
+def interleaved(runs: dict, state, batch, rounds: int) -> dict:
+    """{name: seconds per step of each round} for compiled one-step chunks ``runs`` ({name: run},
+    same arguments), timed in ``rounds`` rounds that each run every chunk once from ``state``
+    (a warm-up call, then 2 calls timed), so that the machine's slow moments fall on all."""
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            s, m = run(state, batch)
+            jax.block_until_ready(m)
+            t = time.perf_counter()
+            for _ in range(2):
+                s, m = run(s, batch)
+            jax.block_until_ready(m)
+            times[name].append((time.perf_counter() - t) / 2)
+    return times
+
+
 def options_interleaved(su, options, rounds):
     """The one-step chunk compiled with each XLA option set, then timed in --rounds rounds that
     each run every compiled chunk once (a warm-up call, then 2 calls timed): median, fastest and
     slowest ms, so that the machine's slow moments fall on every option set alike."""
-    runs = []
+    runs = {}
     for o in options:
         t = time.perf_counter()
-        runs.append(make_runner(su.step, 1).lower(su.state, su.batch).compile(json.loads(o)))
+        runs[o] = make_runner(su.step, 1).lower(su.state, su.batch).compile(json.loads(o))
         print(f"{o:60s} compile {time.perf_counter() - t:6.2f} s", flush=True)
-    times = [[] for _ in runs]
-    for _ in range(rounds):
-        for run, ts in zip(runs, times):
-            state, m = run(su.state, su.batch)
-            jax.block_until_ready(m)
-            t = time.perf_counter()
-            for _ in range(2):
-                state, m = run(state, su.batch)
-            jax.block_until_ready(m)
-            ts.append((time.perf_counter() - t) / 2)
-    for o, ts in zip(options, times):
+    for o, ts in interleaved(runs, su.state, su.batch, rounds).items():
         print(
             f"{o:60s} step median {statistics.median(ts) * 1e3:7.1f} ms  "
             f"fastest {min(ts) * 1e3:7.1f}  slowest {max(ts) * 1e3:7.1f}"
