@@ -2,7 +2,7 @@
 
     python experiments/bench_reference.py [--reference-dir DIR] [--sizes 64 128 256]
         [--recipes denoise superres inpaint] [--iters 10] [--warmup 3] [--threads N]
-        [--precision f32 bf16] [--conv rules|measured] [--pairs N]
+        [--precision f32 bf16] [--conv rules|measured|standin] [--pairs N]
         [--out experiments/out/bench_reference]
 
 DIR is your checkout of DmitryUlyanov/deep-image-prior; its ``models`` package is imported from
@@ -22,6 +22,9 @@ before it reads the last one's metrics, so its host work overlaps the device's);
 time is reported apart, and so is the time spent measuring its convolution layers' variants
 (``dipjax.ops.conv_choice``, as the command line's ``--measure-convs``; once per machine, kept
 in ``--out``; ``--conv rules``, the command line's default, keeps the fixed rules).
+``--conv standin`` times what the rest of each step costs: on both sides every convolution is
+replaced by the same cheap stand-in of its shapes (``standin_conv``), which moves about as much
+memory as a convolution's input and output and does no arithmetic.
 ``--precision``: dipjax is timed once per precision of its convolutions (``--precision`` of the
 command line; the reference always runs float32). ``--pairs N``: each side runs N times,
 alternating, and the speed-up is the median of the N paired ratios. FLOPs
@@ -89,6 +92,24 @@ def problem_arrays(recipe, size, depth, seed=0):
     return z, target, mask
 
 
+def standin_conv(x, weight_mean, out, k, stride, padding, cat, channel_axis):
+    """A convolution's stand-in for ``--conv standin``: of the input ``x`` (channels on
+    ``channel_axis``: 1, NCHW, or -1, NHWC) the pixels under the kernel's centre, its first
+    ``out`` channels (repeated, ``cat(list, axis)``, when it has fewer), times the kernel's
+    mean. Same output shape as the convolution and gradients to both operands, without its
+    arithmetic."""
+    h, w = x.shape[2:] if channel_axis == 1 else x.shape[1:3]
+    ho, wo = ((n + 2 * padding - k) // stride + 1 for n in (h, w))
+    off = (k - 1) // 2 - padding
+    rows = slice(off, off + (ho - 1) * stride + 1, stride)
+    cols = slice(off, off + (wo - 1) * stride + 1, stride)
+    y = x[:, :, rows, cols] if channel_axis == 1 else x[:, rows, cols, :]
+    c = x.shape[channel_axis]
+    if out > c:
+        y = cat([y] * -(-out // c), channel_axis)
+    return (y[:, :out] if channel_axis == 1 else y[..., :out]) * weight_mean
+
+
 def reference_step(recipe, size, args):
     """The reference's step for (recipe, size) as a function of nothing, after --warmup calls."""
     sys.path.insert(0, args.reference_dir)
@@ -96,6 +117,23 @@ def reference_step(recipe, size, args):
     import numpy as np
     import torch
     from models.downsampler import Downsampler
+
+    if args.conv == "standin":
+
+        def forward(self, x):
+            y = standin_conv(
+                x,
+                self.weight.mean(),
+                self.out_channels,
+                self.kernel_size[0],
+                self.stride[0],
+                self.padding[0],
+                torch.cat,
+                1,
+            )
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+        torch.nn.Conv2d.forward = forward
 
     torch.set_num_threads(args.threads)
     _, kind, reg = RECIPES[recipe]
@@ -178,6 +216,17 @@ def worker_jax(recipe, size, args):
     conv_choice.use_file(
         pathlib.Path(args.out) / conv_choice.FILE_NAME if args.conv == "measured" else None
     )
+    if args.conv == "standin":
+        conv.conv_variant = lambda x, kernel, stride, padding, *_: standin_conv(
+            x,
+            kernel.mean(),
+            kernel.shape[-1],
+            kernel.shape[0],
+            stride,
+            padding,
+            jax.numpy.concatenate,
+            -1,
+        )
     t = time.perf_counter()
     with conv.recording() as seen:
         jax.eval_shape(step, state, batch)
@@ -273,10 +322,11 @@ def main(argv=None):
     ap.add_argument("--precision", nargs="+", default=["f32"], choices=["f32", "bf16"])
     ap.add_argument(
         "--conv",
-        choices=["measured", "rules"],
+        choices=["measured", "rules", "standin"],
         default="rules",
         help="dipjax's convolution variants: measured per layer on this machine, as the command "
-        "line's --measure-convs (kept in --out), or the fixed rules (its default)",
+        "line's --measure-convs (kept in --out), or the fixed rules (its default); standin: "
+        "every convolution on both sides replaced by a cheap stand-in (the rest of the step)",
     )
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_reference"))
     ap.add_argument(
@@ -340,7 +390,11 @@ def main(argv=None):
         + f"reference: median of {args.iters} "
         f"iterations after {args.warmup}; dipjax: median of 3 rounds of {args.iters} iterations "
         f"dispatched back to back, after {args.warmup}; dipjax's convolution variants "
-        + ("measured per layer on this machine" if args.conv == "measured" else "by fixed rules")
+        + {
+            "measured": "measured per layer on this machine",
+            "rules": "by fixed rules",
+            "standin": "replaced on both sides by a stand-in without arithmetic (standin_conv)",
+        }[args.conv]
         + f"; dipjax in {args.precision[0]}"
         + ("" if len(args.precision) < 2 else ", and in bf16 in the last two columns"),
         "",

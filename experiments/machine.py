@@ -5,7 +5,9 @@ the float32 and bfloat16 matrix-product rates of XLA (and of PyTorch, when insta
 
 Each rate is one n x n @ n x n product (bfloat16 inputs, float32 accumulation for XLA via
 ``preferred_element_type``; PyTorch's bfloat16 matmul), 2 n^3 flops over the median of
-``repeats`` timed calls after a warm-up, on the threads the process is given. The other
+``repeats`` timed calls after a warm-up (fewer where a call is slow: about 5 s of calls at most;
+bfloat16 without hardware support takes seconds to a minute a call), on the threads the process
+is given. The other
 benchmark scripts import ``describe`` and ``summary_line`` so that every table says where it was
 taken.
 """
@@ -45,10 +47,13 @@ def isa_features() -> list:
     return [x for x in ISA if x in flags]
 
 
-def _rate(call, n: int, repeats: int) -> float:
+def _rate(call, n: int, repeats: int, budget_s: float = 5.0) -> float:
+    # Fewer repeats where one call is slow (bfloat16 without hardware support: seconds a call).
+    t = time.perf_counter()
     call()
-    times = []
-    for _ in range(repeats):
+    first = time.perf_counter() - t
+    times = [first] if first > budget_s else []
+    for _ in range(min(repeats, int(budget_s / first))):
         t = time.perf_counter()
         call()
         times.append(time.perf_counter() - t)
@@ -104,11 +109,12 @@ def describe(with_torch: bool = True, n: int = 2048, repeats: int = 7) -> dict:
 
 def summary_line(d: dict) -> str:
     """One line for a table's caption."""
-    rates = f"XLA matmul f32 {d['xla_f32_gflops']:.0f} / bf16 {d['xla_bf16_gflops']:.0f} GFLOP/s"
+    g = lambda key: f"{d[key]:.0f}" if d[key] >= 10 else f"{d[key]:.2g}"
+    rates = f"XLA matmul f32 {g('xla_f32_gflops')} / bf16 {g('xla_bf16_gflops')} GFLOP/s"
     if "torch_f32_gflops" in d:
         rates += (
-            f", PyTorch {d['torch']} f32 {d['torch_f32_gflops']:.0f} / "
-            f"bf16 {d['torch_bf16_gflops']:.0f} GFLOP/s"
+            f", PyTorch {d['torch']} f32 {g('torch_f32_gflops')} / "
+            f"bf16 {g('torch_bf16_gflops')} GFLOP/s"
         )
     isa = " ".join(d["isa"]) or "ISA unknown"
     return f"{d['cpu']}, {d['cpus']} CPUs ({isa}); jax {d['jax']} on {d['backend']}; {rates}"

@@ -4,14 +4,15 @@ another net width.
 
     python experiments/step_variants.py [--preset superres-fast] [--side 0]
         [--variants fast:2048 xla:2048 ...]      # conv impl : STRIP_PIXELS
-        [--options '{}' '{"xla_cpu_use_xnnpack": true}' ...]
+        [--options '{}' '{"xla_cpu_use_xnnpack": true}' '{"conv": "xla", ...}' ...]
         [--fit --channels 16 --iters 1200]
         [--donate [--rounds 8]]                  # the state donated or not
 
 The image is the whole packaged 256x256 picture (``--side N``: its top-centre N x N), degraded
 by the preset's task. Variants compile the one-step chunk in this process and time 8 calls after
 a warm-up (median; ``bench_batching.timed_runner``). Options (to ``Lowered.compile``) are all
-compiled first, then timed interleaved (--rounds rounds; median, fastest, slowest).
+compiled first (a set's "conv" key: the convolution implementation it is traced with), then
+timed interleaved (--rounds rounds; median, fastest, slowest).
 ``--donate`` compiles the one-step function with the state donated and not, counts the copies
 of state leaves in each optimized HLO, and times them interleaved (--rounds rounds of 4 calls,
 median). ``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
@@ -104,11 +105,15 @@ def interleaved(runs: dict, state, batch, rounds: int) -> dict:
 def options_interleaved(su, options, rounds):
     """The one-step chunk compiled with each XLA option set, then timed in --rounds rounds that
     each run every compiled chunk once (a warm-up call, then 2 calls timed): median, fastest and
-    slowest ms, so that the machine's slow moments fall on every option set alike."""
+    slowest ms, so that the machine's slow moments fall on every option set alike. An option
+    set's ``"conv"`` key, if any, is the convolution implementation it is traced with."""
     runs = {}
     for o in options:
         t = time.perf_counter()
-        runs[o] = make_runner(su.step, 1).lower(su.state, su.batch).compile(json.loads(o))
+        flags = json.loads(o)
+        with conv.conv_impl(flags.pop("conv", "auto")):
+            lowered = make_runner(su.step, 1).lower(su.state, su.batch)
+        runs[o] = lowered.compile(flags)
         print(f"{o:60s} compile {time.perf_counter() - t:6.2f} s", flush=True)
     for o, ts in interleaved(runs, su.state, su.batch, rounds).items():
         print(

@@ -110,11 +110,20 @@ def test_every_variant_a_layer_can_be_measured_with_computes_the_same_function(c
         conv.conv_variant(x, w, stride, padding, "winograd")
 
 
-def test_strips_really_split_the_map():
-    x, w = _arrays(CASES[0])
-    with conv.conv_impl("fast"):
-        hlo = jax.jit(lambda x, w: conv.conv2d(x, w, 1, 1)).lower(x, w).as_text()
-    assert hlo.count("convolution") >= 2  # 13x11 output, 16-pixel strips: several convolutions
+def test_strips_really_split_the_map_and_crop_only_its_weight_gradient():
+    x, w = _arrays(CASES[0])  # 13x11 output, 16-pixel strips
+
+    def convolutions(variant, grad=False):
+        def f(x, w):
+            return conv.conv_variant(x, w, 1, 1, variant)
+
+        g = jax.grad(lambda x, w: jnp.sum(f(x, w)), 1) if grad else f
+        return jax.jit(g).lower(x, w).as_text().count("convolution")
+
+    assert convolutions("strips-16") >= 2
+    assert convolutions("crop") == 1  # one padded convolution, cropped
+    assert convolutions("crop", grad=True) >= 1 + 1 + 2  # forward, input gradient, strips
+    assert conv.Layer(x.shape, 3, 7, 1, 1, "f32").rule() == "crop"
 
 
 def test_vmap_with_per_fit_weights_equals_a_loop():

@@ -7,9 +7,10 @@ Implementations, selected with ``conv_impl`` (read while jit traces, so wrap the
 - ``fast`` (what ``auto`` means on a CPU): per layer, the implementation measured fastest on
   this machine for that layer when ``conv_choices`` supplies one (``dipjax.ops.conv_choice``
   measures and keeps them), else these rules: 1x1 convolutions and maps of at most
-  ``SMALL_PIXELS`` output pixels become matrix products (patches x kernel), and larger ones run
-  XLA's convolution over strips of about ``STRIP_PIXELS`` output pixels with a custom VJP:
-  forward and weight gradient per strip, input gradient as one convolution.
+  ``SMALL_PIXELS`` output pixels become matrix products (patches x kernel), and maps that split
+  into strips of about ``STRIP_PIXELS`` output pixels run ``crop``, with a custom VJP: the
+  forward pass as one zero-padded convolution whose border outputs are cropped, the input
+  gradient as one convolution, the weight gradient per strip.
 - ``dot``: every convolution as patches x kernel (under ``vmap`` with per-fit weights these are
   batched matrix products, where XLA's convolutions become grouped convolutions).
 - ``auto``: ``fast`` on the CPU, ``xla`` elsewhere (accelerators' convolutions need no help).
@@ -20,9 +21,11 @@ Precision, chosen with ``conv_precision`` (read while tracing, like the implemen
 gradients and everything between the convolutions (BatchNorm, activations) stay float32.
 
 Why (``python experiments/profile_step.py``): on XLA's CPU backend a 3x3, 128-channel
-convolution's forward pass and weight gradient run 2-3x slower on a whole 128x128 or 256x256
-map than on strips of it, while the input gradient is fast whole; a 1x1 convolution is faster
-as a plain dot. All implementations compute the same numbers up to float rounding.
+convolution without padding (what every layer after a reflection pad is) runs its forward pass
+3-4x slower on a whole 128x128 or 256x256 map than the same convolution with zero padding, and
+2-3x slower than on strips of the map; its weight gradient is faster in strips, its input
+gradient (a padded convolution) fast whole; a 1x1 convolution is faster as a plain dot. All
+implementations compute the same numbers up to float rounding.
 """
 
 from __future__ import annotations
@@ -99,18 +102,20 @@ class Layer:
 
     def variants(self) -> tuple:
         """The ways ``fast`` can compute this layer: ``xla`` (one convolution), ``dot``
-        (patches x kernel) and ``strips-P`` (strips of about P output pixels, for each P of
-        ``STRIP_CHOICES`` that splits the map)."""
+        (patches x kernel), ``crop`` (for k > 1: the forward pass padded and cropped, the
+        weight gradient in strips of about ``STRIP_PIXELS`` output pixels) and ``strips-P``
+        (strips of about P output pixels, for each P of ``STRIP_CHOICES`` that splits the
+        map)."""
         ho, wo = self.out_hw
         strips = [f"strips-{p}" for p in STRIP_CHOICES if max(1, p // wo) < ho]
-        return ("xla", "dot", *strips)
+        return ("xla", "dot", *(["crop"] if self.k > 1 else []), *strips)
 
     def rule(self) -> str:
         """The variant of the fixed rules (used when nothing was measured)."""
         ho, wo = self.out_hw
         if self.k == 1 or ho * wo <= SMALL_PIXELS:
             return "dot"
-        return f"strips-{STRIP_PIXELS}" if max(1, STRIP_PIXELS // wo) < ho else "xla"
+        return "crop" if max(1, STRIP_PIXELS // wo) < ho else "xla"
 
     def tunable(self) -> bool:
         """Whether measuring is worth it: 1x1 kernels and small maps are matrix products."""
@@ -214,9 +219,22 @@ def _strip(x: Array, span: tuple[int, int], k: int, stride: int) -> Array:
     return jax.lax.slice_in_dim(x, span[0] * stride, (span[1] - 1) * stride + k, axis=1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_strips(x: Array, kernel: Array, stride: int, rows: int) -> Array:
-    """Unpadded convolution computed ``rows`` output rows at a time (see the module's note)."""
+def conv_cropped(x: Array, kernel: Array, stride: int) -> Array:
+    """Unpadded convolution computed as one with zero padding q (the smallest multiple of the
+    stride that is at least (k - 1) / 2) whose q / stride border rows and columns are cropped."""
+    k = kernel.shape[0]
+    q = stride * -(-((k - 1) // 2) // stride)
+    c = q // stride
+    ho, wo = ((n - k) // stride + 1 for n in x.shape[1:3])
+    return _xla(x, kernel, stride, q)[:, c : c + ho, c : c + wo]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_strips(x: Array, kernel: Array, stride: int, rows: int, crop: bool = False) -> Array:
+    """Unpadded convolution computed ``rows`` output rows at a time, or (``crop``) whole by
+    ``conv_cropped``; either way with the gradients below (see the module's note)."""
+    if crop:
+        return conv_cropped(x, kernel, stride)
     k = kernel.shape[0]
     ho = (x.shape[1] - k) // stride + 1
     return jnp.concatenate(
@@ -224,11 +242,11 @@ def conv_strips(x: Array, kernel: Array, stride: int, rows: int) -> Array:
     )
 
 
-def _strips_fwd(x, kernel, stride, rows):
-    return conv_strips(x, kernel, stride, rows), (x, kernel)
+def _strips_fwd(x, kernel, stride, rows, crop):
+    return conv_strips(x, kernel, stride, rows, crop), (x, kernel)
 
 
-def _strips_bwd(stride, rows, residuals, dy):
+def _strips_bwd(stride, rows, crop, residuals, dy):
     # Gradients in the primal's dtype: for bf16 the cotangent is rounded to bf16 and both
     # products accumulate in f32 (dw summed over strips in f32).
     x, kernel = residuals
@@ -266,7 +284,8 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0) -> Array:
 def conv_variant(
     x: Array, kernel: Array, stride: int, padding: int, variant: str, precision: str = "f32"
 ) -> Array:
-    """``conv2d`` computed one way: ``xla``, ``dot`` or ``strips-P`` (see ``Layer.variants``)."""
+    """``conv2d`` computed one way: ``xla``, ``dot``, ``crop`` or ``strips-P`` (see
+    ``Layer.variants``)."""
     if precision == "bf16":
         x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
     if variant == "xla":
@@ -275,7 +294,9 @@ def conv_variant(
         x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     if variant == "dot":
         return conv_dot(x, kernel, stride)
+    wo = (x.shape[2] - kernel.shape[0]) // stride + 1
+    if variant == "crop":
+        return conv_strips(x, kernel, stride, max(1, STRIP_PIXELS // wo), True)
     if not variant.startswith("strips-"):
         raise ValueError(f"unknown convolution variant {variant!r}")
-    wo = (x.shape[2] - kernel.shape[0]) // stride + 1
     return conv_strips(x, kernel, stride, max(1, int(variant[len("strips-") :]) // wo))

@@ -1,12 +1,13 @@
 """Each convolution layer computed the way measured fastest on the running machine, the
 measurements kept in a file beside the compile cache.
 
-The fixed rules of ``conv.py`` (matrix products below ``SMALL_PIXELS`` output pixels, strips of
-``STRIP_PIXELS``) were tuned on one machine; another CPU can prefer one whole convolution, other
-strips or matrix products. ``traced`` traces a step with the choices known for this machine,
-records its convolutions, and when some ``Layer.tunable`` layer has none, times every variant
-of it (forward pass and both gradients, jitted alone, the fastest of a few interleaved
-rounds), keeps the fastest (the fixed rule's when within 5 % of it), and traces again.
+The fixed rules of ``conv.py`` (matrix products below ``SMALL_PIXELS`` output pixels, above it a
+padded-and-cropped forward pass with weight gradients in strips of ``STRIP_PIXELS``) were tuned
+on a few machines; another CPU can prefer one whole convolution, strips or matrix products.
+``traced`` traces a step with the choices known for this machine, records its convolutions,
+and when some ``Layer.tunable`` layer has none, times every variant of it (forward pass and
+both gradients, jitted alone, the fastest of a few interleaved rounds), keeps the fastest (the
+fixed rule's when within 5 % of it), and traces again.
 Choices are stored per machine (CPU model and flags, CPUs available, jax and jaxlib versions,
 XLA_FLAGS) in the file ``use_file`` names (the command line, with ``--measure-convs``:
 ``FILE_NAME`` in its compile cache) and measured once: later runs, and later steps with the
