@@ -11,8 +11,9 @@ another net width.
 The image is the whole packaged 256x256 picture (``--side N``: its top-centre N x N), degraded
 by the preset's task. Variants compile the one-step chunk in this process and time 8 calls after
 a warm-up (median; ``bench_batching.timed_runner``). Options (to ``Lowered.compile``) are all
-compiled first (a set's "conv" key: the convolution implementation it is traced with), then
-timed interleaved (--rounds rounds; median, fastest, slowest).
+compiled first (a set's "conv" key: the convolution implementation it is traced with, or a
+variant such as "strips-2048" for every layer that has it), then timed interleaved (--rounds
+rounds; median, fastest, slowest).
 ``--donate`` compiles the one-step function with the state donated and not, counts the copies
 of state leaves in each optimized HLO, and times them interleaved (--rounds rounds of 4 calls,
 median). ``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
@@ -106,12 +107,19 @@ def options_interleaved(su, options, rounds):
     """The one-step chunk compiled with each XLA option set, then timed in --rounds rounds that
     each run every compiled chunk once (a warm-up call, then 2 calls timed): median, fastest and
     slowest ms, so that the machine's slow moments fall on every option set alike. An option
-    set's ``"conv"`` key, if any, is the convolution implementation it is traced with."""
+    set's ``"conv"`` key, if any, is the convolution implementation it is traced with, or a
+    variant (``conv.Layer.variants``) forced on every tunable layer that has it."""
     runs = {}
+    with conv.recording() as seen:
+        jax.eval_shape(su.step, su.state, su.batch)
     for o in options:
         t = time.perf_counter()
         flags = json.loads(o)
-        with conv.conv_impl(flags.pop("conv", "auto")):
+        name = flags.pop("conv", "auto")
+        impl = name if name in conv.CONV_IMPLS else "fast"
+        # a variant name: every tunable layer that has it computed that way, the rest by the rules
+        forced = {la.key: name for la in seen if la.tunable() and name in la.variants()}
+        with conv.conv_impl(impl), conv.conv_choices(forced if impl != name else None):
             lowered = make_runner(su.step, 1).lower(su.state, su.batch)
         runs[o] = lowered.compile(flags)
         print(f"{o:60s} compile {time.perf_counter() - t:6.2f} s", flush=True)

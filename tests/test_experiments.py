@@ -69,6 +69,61 @@ def test_bench_reference_smoke(tmp_path, with_reference):
     assert (tmp_path / "table.md").read_text().count("| denoise | 16 |") == 1
 
 
+@pytest.mark.parametrize("case", [(3, 1, 0, 12), (3, 2, 1, 12), (3, 1, 1, 3), (1, 1, 0, 20)])
+def test_the_conv_stand_in_has_each_convolutions_shapes_in_both_frameworks(case):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from bench_reference import standin_conv
+
+    from dipjax.ops import conv
+
+    k, stride, padding, out = case
+    x = np.random.default_rng(0).normal(size=(1, 11, 9, 6)).astype(np.float32)
+    w = np.ones((k, k, 6, out), np.float32)
+    want = conv.conv2d(jnp.asarray(x), jnp.asarray(w), stride, padding).shape
+
+    def stand_in(x, w):
+        return standin_conv(x, w.mean(), out, k, stride, padding, jnp.concatenate, -1)
+
+    assert stand_in(x, w).shape == want
+    gx, gw = jax.grad(lambda x, w: jnp.sum(stand_in(x, w)), (0, 1))(x, w)
+    assert float(jnp.abs(gx).sum()) > 0 and float(jnp.abs(gw).sum()) > 0
+    torch = pytest.importorskip("torch")
+    tx = torch.tensor(x.transpose(0, 3, 1, 2).copy())
+    y = standin_conv(tx, torch.tensor(1.0), out, k, stride, padding, torch.cat, 1)
+    ref = torch.nn.functional.conv2d(tx, torch.ones(out, 6, k, k), stride=stride, padding=padding)
+    assert y.shape == ref.shape
+
+
+def test_bench_reference_stand_in_smoke(tmp_path):
+    args = ["--tiny", "--sizes", 16, "--recipes", "denoise", "--iters", 1, "--warmup", 1]
+    args += ["--conv", "standin", "--out", tmp_path]
+    r = _run("bench_reference.py", *args, *(["--reference-dir", REFERENCE] if REFERENCE else []))
+    assert r.returncode == 0, r.stderr[-2000:]
+    (row,) = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert row["jax"]["conv"] == "standin" and row["jax"]["step_s"] > 0
+    assert ("speedup" in row) == bool(REFERENCE)
+    assert "replaced on both sides by a stand-in" in (tmp_path / "table.md").read_text()
+
+
+def test_downsampler_speed_smoke():
+    r = _run("downsampler_speed.py", "--sizes", 32, "--rounds", 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = next(x for x in r.stdout.splitlines() if x.startswith("| 32 |"))
+    assert float(row.split("|")[-2]) < 1e-5  # the two ways compute the same thing
+
+
+def test_conv_parts_smoke():
+    r = _run("conv_parts.py", "--size", 8, "--channels", 4, "--out-channels", 4, "--rounds", 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for v in ("xla", "crop", "strips-2048", "dot"):
+        for part in ("forward", "input gradient", "weight gradient"):
+            assert f"| {v} {part} |" in r.stdout
+
+
 def test_bench_reference_refuses_a_folder_that_is_not_a_checkout(tmp_path):
     r = _run("bench_reference.py", "--reference-dir", tmp_path, "--out", tmp_path / "o")
     assert r.returncode != 0 and "not a deep-image-prior checkout" in r.stderr

@@ -92,6 +92,23 @@ def test_downsampler_facts_end_to_end():
     assert float(y.sum()) == pytest.approx(143.96875, abs=1e-3)
 
 
+@pytest.mark.parametrize("channels", [3, 6])  # matrix products; convolutions
+@pytest.mark.parametrize("preserve", [True, False])
+def test_downsampler_is_the_padded_blur_subsampled_by_definition(preserve, channels):
+    d = Downsampler(4, "lanczos2", preserve_size=preserve)
+    x = np.random.default_rng(0).uniform(size=(2, 37, 29, channels))
+    k2 = np.outer(d.kernel, d.kernel)
+    p = d.pad if preserve else 0
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="edge")
+    ho, wo = ((n - len(d.kernel)) // 4 + 1 for n in xp.shape[1:3])
+    want = np.zeros((2, ho, wo, channels))
+    for i in range(ho):
+        for j in range(wo):
+            win = xp[:, 4 * i : 4 * i + len(d.kernel), 4 * j : 4 * j + len(d.kernel)]
+            want[:, i, j] = np.einsum("nabc,ab->nc", win, k2)
+    np.testing.assert_allclose(np.asarray(d(x.astype(np.float32))), want, atol=1e-6)
+
+
 def test_downsampler_pads():
     # FACTS.md: K=16 pad 6 (x4), K=32 pad 12 (x8), lanczos3 x4 K=24 pad 10, x8 K=48 pad 20.
     assert [Downsampler(4).pad, Downsampler(8).pad] == [6, 12]
