@@ -140,8 +140,15 @@ def test_bf16_run_is_recorded_and_close_to_the_f32_run(run_dir, small_png, tmp_p
     s = json.loads((out / "summary.json").read_text())
     assert s["hyperparameters"]["precision"] == "bf16"
     assert json.loads((out / "run.json").read_text())["precision"] == "bf16"
-    f32 = json.loads((run_dir[0] / "summary.json").read_text())["fits"][0]["final"]["psnr_gt"]
-    assert abs(s["fits"][0]["final"]["psnr_gt"] - f32) < 0.5  # 10 steps of the same fit
+    # Iteration 1 is the same weights' output: bf16 products round operands by 2^-8 and the loss
+    # averages those errors, so it stays within 1 % of the f32 loss. Later iterations are not
+    # compared: ten Adam steps from a 2^-8 perturbation drift apart by up to a dB (seen in CI).
+    first = [json.loads(open(d / "metrics.jsonl").readline()) for d in (out, run_dir[0])]
+    assert first[0]["iter"] == first[1]["iter"] == 1
+    assert first[0]["loss"] != first[1]["loss"]
+    assert abs(first[0]["loss"] / first[1]["loss"] - 1) < 0.01
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["iter"] == 10 and last["loss"] < first[0]["loss"]
     assert (out / "output.png").read_bytes() != (run_dir[0] / "output.png").read_bytes()
 
 
