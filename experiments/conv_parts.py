@@ -1,13 +1,16 @@
 """One 3x3 convolution layer split into its three products, per variant, against PyTorch's.
 
     python experiments/conv_parts.py [--size 128] [--channels 132] [--out-channels 128]
-        [--variants xla crop strips-2048 dot] [--rounds 7]
+        [--variants xla crop strips-2048 dot] [--rounds 7] [--precision f32|bf16] [--taps]
 
 The layer is the denoising net's largest: a 3x3, stride-1, unpadded convolution (what follows
 each reflection pad) of a (1, size + 2, size + 2, channels) map. For every variant of
 ``dipjax.ops.conv.conv_variant`` its forward pass, input gradient and weight gradient are jitted
 apart (each gradient without the other) and timed; with PyTorch installed, ``conv2d`` on the same
-arrays (NCHW), forward alone and forward plus backward. All calls are timed in interleaved
+arrays (NCHW; bfloat16 tensors for ``--precision bf16``), forward alone and forward plus backward.
+With ``--taps``, also the layer as nine shifted matrix products (one per kernel tap, summed:
+forward pass and weight gradient) and the im2col patches alone (``dipjax.ops.conv.patches``).
+All calls are timed in interleaved
 rounds (median ms), so that the machine's slow moments fall on all of them.
 """
 
@@ -29,11 +32,11 @@ import numpy as np  # noqa: E402
 from dipjax.ops import conv  # noqa: E402
 
 
-def jax_calls(x, w, g, variants) -> dict:
+def jax_calls(x, w, g, variants, precision="f32") -> dict:
     """{name: call} for each variant's forward pass, input gradient and weight gradient."""
     calls = {}
     for v in variants:
-        f = lambda a, b, v=v: conv.conv_variant(a, b, 1, 0, v)
+        f = lambda a, b, v=v: conv.conv_variant(a, b, 1, 0, v, precision)
         parts = {
             "forward": (jax.jit(f), (x, w)),
             "input gradient": (
@@ -50,15 +53,56 @@ def jax_calls(x, w, g, variants) -> dict:
     return calls
 
 
-def torch_calls(x, w, g) -> dict:
+def taps_calls(x, w, g, precision="f32") -> dict:
+    """{name: call}: the forward pass and the weight gradient as one matrix product per kernel tap
+    (a shifted slice of x against one (in, out) slice of w), and the im2col patches alone."""
+    k, c, o = w.shape[0], w.shape[2], w.shape[3]
+    ho, wo = g.shape[1:3]
+    f32 = np.float32
+    if precision == "bf16":
+        x, w, g = (jax.numpy.asarray(a, jax.numpy.bfloat16) for a in (x, w, g))
+    shifted = lambda a, i, j: a[:, i : i + ho, j : j + wo].reshape(-1, c)
+
+    def forward(a, b):
+        dot = lambda i, j: jax.numpy.dot(shifted(a, i, j), b[i, j], preferred_element_type=f32)
+        return sum(dot(i, j) for i in range(k) for j in range(k)).reshape(-1, ho, wo, o)
+
+    def weight_gradient(a, dy):
+        dy = dy.reshape(-1, o)
+        dims = (((0,), (0,)), ((), ()))
+        taps = [
+            jax.lax.dot_general(shifted(a, i, j), dy, dims, preferred_element_type=f32)
+            for i in range(k)
+            for j in range(k)
+        ]
+        return jax.numpy.stack(taps).reshape(k, k, c, o)
+
+    x32, w32, g32 = (jax.numpy.asarray(a, f32) for a in (x, w, g))  # the same (rounded) values
+    want = (conv._xla(x32, w32, 1), jax.vjp(lambda b: conv._xla(x32, b, 1), w32)[1](g32)[0])
+    for fn, args, ref in ((forward, (x, w), want[0]), (weight_gradient, (x, g), want[1])):
+        err = float(jax.numpy.abs(fn(*args) - ref).max() / jax.numpy.abs(ref).max())
+        assert err < 1e-4, f"{fn.__name__} is not the convolution's: relative error {err:.1e}"
+    calls = {
+        "taps forward": (jax.jit(forward), (x, w)),
+        "taps weight gradient": (jax.jit(weight_gradient), (x, g)),
+        "patches alone": (jax.jit(lambda a: conv.patches(a, k, 1)), (x,)),
+    }
+    return {n: lambda fn=fn, a=a: jax.block_until_ready(fn(*a)) for n, (fn, a) in calls.items()}
+
+
+def torch_calls(x, w, g, precision="f32") -> dict:
     try:
         import torch
     except ImportError:
         return {}
     torch.set_num_threads(os.cpu_count())
-    tx = torch.tensor(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
-    tw = torch.tensor(w.transpose(3, 2, 0, 1).copy(), requires_grad=True)
-    tg = torch.tensor(g.transpose(0, 3, 1, 2).copy())
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    tensor = lambda a, t, grad=False: torch.tensor(
+        a.transpose(t).copy(), dtype=dtype
+    ).requires_grad_(grad)
+    tx = tensor(x, (0, 3, 1, 2), True)
+    tw = tensor(w, (3, 2, 0, 1), True)
+    tg = tensor(g, (0, 3, 1, 2))
 
     def forward():
         with torch.no_grad():
@@ -78,13 +122,19 @@ def main(argv=None):
     ap.add_argument("--out-channels", type=int, default=128)
     ap.add_argument("--variants", nargs="+", default=["xla", "crop", "strips-2048", "dot"])
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--precision", choices=conv.PRECISIONS, default="f32")
+    ap.add_argument("--taps", action="store_true", help="also nine shifted products, and patches")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     n, c, o = args.size, args.channels, args.out_channels
     x = rng.normal(size=(1, n + 2, n + 2, c)).astype(np.float32)
     w = (rng.normal(size=(3, 3, c, o)) / np.sqrt(9 * c)).astype(np.float32)
     g = rng.normal(size=(1, n, n, o)).astype(np.float32)
-    calls = {**jax_calls(x, w, g, args.variants), **torch_calls(x, w, g)}
+    calls = {
+        **jax_calls(x, w, g, args.variants, args.precision),
+        **(taps_calls(x, w, g, args.precision) if args.taps else {}),
+        **torch_calls(x, w, g, args.precision),
+    }
     for call in calls.values():
         call()
     times = {k: [] for k in calls}
@@ -95,14 +145,15 @@ def main(argv=None):
             times[k].append(time.perf_counter() - t)
     gflop = 2 * n * n * 9 * c * o / 1e9
     print(
-        f"3x3 convolution, (1, {n + 2}, {n + 2}, {c}) -> (1, {n}, {n}, {o}), unpadded; "
-        f"jax {jax.__version__}, {os.cpu_count()} CPUs; median of {args.rounds} interleaved "
-        f"rounds\n\n| product | ms | GFLOP/s |\n|---|---|---|"
+        f"3x3 convolution, (1, {n + 2}, {n + 2}, {c}) -> (1, {n}, {n}, {o}), unpadded, "
+        f"{args.precision}; jax {jax.__version__}, {os.cpu_count()} CPUs; "
+        f"median of {args.rounds} interleaved rounds\n\n| product | ms | GFLOP/s |\n|---|---|---|"
     )
     for k, ts in times.items():
         ms = statistics.median(ts) * 1e3
         flops = 3 * gflop if k.endswith("backward") else gflop
-        print(f"| {k} | {ms:.1f} | {flops / ms * 1e3:.0f} |")
+        rate = "-" if k == "patches alone" else f"{flops / ms * 1e3:.0f}"
+        print(f"| {k} | {ms:.1f} | {rate} |")
 
 
 if __name__ == "__main__":

@@ -116,9 +116,14 @@ def test_downsampler_speed_smoke():
     assert float(row.split("|")[-2]) < 1e-5  # the two ways compute the same thing
 
 
-def test_conv_parts_smoke():
-    r = _run("conv_parts.py", "--size", 8, "--channels", 4, "--out-channels", 4, "--rounds", 1)
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+def test_conv_parts_smoke(precision):
+    args = ("--size", 8, "--channels", 4, "--out-channels", 4, "--rounds", 1)
+    r = _run("conv_parts.py", *args, "--precision", precision, "--taps")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert f"unpadded, {precision};" in r.stdout
+    for row in ("taps forward", "taps weight gradient", "patches alone"):
+        assert f"| {row} |" in r.stdout
     for v in ("xla", "crop", "strips-2048", "dot"):
         for part in ("forward", "input gradient", "weight gradient"):
             assert f"| {v} {part} |" in r.stdout
