@@ -23,7 +23,9 @@ def main(argv=None, *, on_chunk=None, checkpointer=None) -> int:
     """The command; returns its exit status. ``on_chunk``, ``checkpointer``: for a caller that
     runs it inside its own process (``dipjax.app``), see ``run``."""
     start = time.perf_counter()
-    from dipjax import cli_args
+    from dipjax import cli_args, host_memory
+
+    host_memory.keep_freed_memory()  # XLA's large CPU buffers reused, not faulted in every step
     from dipjax.timing import Timing, process_start_age
 
     # 'startup' covers the interpreter, the imports and the device's start, until 'prepare'

@@ -180,6 +180,9 @@ def worker_torch(recipe, size, args):
 
 
 def worker_jax(recipe, size, args):
+    from dipjax import host_memory
+
+    host_memory.keep_freed_memory()  # as the command line does (DIPJAX_MALLOC=system: not)
     import jax
     import numpy as np
 
@@ -294,7 +297,7 @@ def _merged(results: list) -> dict:
     return merged
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference-dir")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
@@ -332,7 +335,11 @@ def main(argv=None):
     ap.add_argument(
         "--worker", nargs=3, metavar=("FRAMEWORK", "RECIPE", "SIZE"), help=argparse.SUPPRESS
     )
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
     args.precision = [p for p in ("f32", "bf16") if p in args.precision]
     if args.worker:
         fw, recipe, size = args.worker

@@ -248,3 +248,14 @@ def test_profile_reference_smoke():
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "aten::" in r.stdout and "convolutions " in r.stdout
+
+
+def test_host_memory_speed_smoke(tmp_path):
+    args = ("--tiny", "--sizes", 16, "--iters", 1, "--warmup", 1, "--pairs", 1, "--out", tmp_path)
+    r = _run("host_memory_speed.py", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (row,) = json.loads((tmp_path / "results.json").read_text())["rows"]
+    runs = row["step_s_runs"]
+    assert set(runs) == {"dipjax keep", "dipjax system"} and all(len(v) == 1 for v in runs.values())
+    assert row["dipjax_gain"] == runs["dipjax system"][0] / runs["dipjax keep"][0]
+    assert "| denoise | 16 |" in r.stdout
