@@ -259,3 +259,9 @@ def test_host_memory_speed_smoke(tmp_path):
     assert set(runs) == {"dipjax keep", "dipjax system"} and all(len(v) == 1 for v in runs.values())
     assert row["dipjax_gain"] == runs["dipjax system"][0] / runs["dipjax keep"][0]
     assert "| denoise | 16 |" in r.stdout
+
+
+def test_normalise_speed_smoke():
+    r = _run("normalise_speed.py", "--preset", "denoise-fast", "--side", 32, "--rounds", 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| autodiff |" in r.stdout and "| written out |" in r.stdout

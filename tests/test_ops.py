@@ -141,3 +141,28 @@ def test_sr_pair_matches_reference_zebra(factor):
     assert list(lr.shape) == [facts["LR"][1], facts["LR"][2], 3]
     assert float(lr.mean()) == pytest.approx(facts["LR_mean"], abs=1 / 255)
     np.testing.assert_allclose(lr[0, 0], facts["LR_first_px"], atol=1 / 255 + 1e-6)
+
+
+@pytest.mark.parametrize("axes", [(0, 1, 2), (1, 2)])  # BatchNorm's and InstanceNorm's
+def test_normalisation_gradient_is_the_autodiff_of_its_definition(axes):
+    import jax
+
+    from dipjax.nets.layers import _normalise
+
+    def by_definition(x):  # the two-pass statistics, differentiated by JAX
+        mean = x.mean(axis=axes, keepdims=True)
+        var = jnp.square(x - mean).mean(axis=axes, keepdims=True)
+        return (x - mean) / jnp.sqrt(var + 1e-5)
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(1.0, 3.0, (2, 6, 5, 4)), jnp.float32)
+    g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+    got, want = (
+        jax.vjp(f, x)[1](g)[0] for f in (lambda x: _normalise(x, axes, 1e-5), by_definition)
+    )
+    np.testing.assert_allclose(_normalise(x, axes, 1e-5), by_definition(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # its gradient sums to zero over the normalised axes, and is orthogonal to x-hat there
+    xhat = by_definition(x)
+    np.testing.assert_allclose(got.sum(axis=axes), 0, atol=1e-4)
+    np.testing.assert_allclose((got * xhat).sum(axis=axes), 0, atol=1e-4)

@@ -7,6 +7,7 @@ to one.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Sequence
 
@@ -95,10 +96,36 @@ class ConvTranspose2d(nn.Module):
         return y
 
 
-def _normalise(x: Array, axes: tuple[int, ...], eps: float) -> Array:
+def _statistics(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Array]:
     mean = jnp.mean(x, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)  # biased, as torch normalises
-    return (x - mean) * jax.lax.rsqrt(var + eps)
+    return mean, jax.lax.rsqrt(var + eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _normalise(x: Array, axes: tuple[int, ...], eps: float) -> Array:
+    """(x - mean) / sqrt(var + eps) over ``axes``. Its gradient is written out (the closed form
+    below, two reductions and one elementwise pass) because XLA's CPU backend runs the
+    autodiff of the two-pass statistics as several more passes over the map (BatchNorm,
+    activation and padding forward and backward: 9.2 ms by autodiff, 5.4 ms so, at 128 px)."""
+    mean, rstd = _statistics(x, axes, eps)
+    return (x - mean) * rstd
+
+
+def _normalise_fwd(x, axes, eps):
+    mean, rstd = _statistics(x, axes, eps)
+    return (x - mean) * rstd, (x, mean, rstd)
+
+
+def _normalise_bwd(axes, eps, residuals, g):
+    x, mean, rstd = residuals
+    xhat = (x - mean) * rstd
+    g_mean = jnp.mean(g, axis=axes, keepdims=True)
+    gx_mean = jnp.mean(g * xhat, axis=axes, keepdims=True)
+    return (rstd * (g - g_mean - xhat * gx_mean),)
+
+
+_normalise.defvjp(_normalise_fwd, _normalise_bwd)
 
 
 class BatchNorm2d(nn.Module):
