@@ -338,6 +338,12 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def jobs(args) -> list:
+    """[(recipe, size)]: the denoising net at --sizes, the other recipes at --recipe-sizes."""
+    out = [("denoise", s) for s in args.sizes if "denoise" in args.recipes]
+    return out + [(r, s) for r in args.recipes if r != "denoise" for s in args.recipe_sizes]
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
     args.precision = [p for p in ("f32", "bf16") if p in args.precision]
@@ -361,9 +367,7 @@ def main(argv=None):
     machine.update(threads=args.threads)
     print(json.dumps(machine), flush=True)
     rows = []
-    jobs = [("denoise", s) for s in args.sizes if "denoise" in args.recipes]
-    jobs += [(r, s) for r in args.recipes if r != "denoise" for s in args.recipe_sizes]
-    for recipe, size in jobs:
+    for recipe, size in jobs(args):
         row = {"recipe": recipe, "size": size}
         sides = [f"jax:{p}" for p in args.precision]  # f32 first: its columns, then bf16's
         runs: dict = {}

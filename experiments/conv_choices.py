@@ -13,7 +13,6 @@ The measurements go to a temporary file: the command line's own choices are not 
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import statistics
 import sys
@@ -25,24 +24,16 @@ sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 
-from dipjax import api, build  # noqa: E402
 from dipjax.ops import conv, conv_choice  # noqa: E402
-from dipjax.presets import get_preset  # noqa: E402
 from dipjax.step import compiled_chunk  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "experiments"))
-from step_variants import interleaved  # noqa: E402
+from step_variants import interleaved, one_fit_setup, preset_step_parser  # noqa: E402
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="denoise")
-    ap.add_argument("--side", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=10)
-    args = ap.parse_args(argv)
-    p = get_preset(args.preset).replace(demo_side=args.side)
-    prob = api.prepare(p.task, p, None)
-    su = build.setup([prob], p, [(0, 0)])
+    args = preset_step_parser(__doc__, rounds=10).parse_args(argv)
+    p, prob, su = one_fit_setup(args.preset, args.side)
     print(f"{p.name}, image {prob.out_hw}, {conv_choice.machine()}", flush=True)
 
     runs = {}

@@ -59,11 +59,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     base = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     machine = describe(with_torch=bool(args.reference_dir))
-    jobs = [("denoise", s) for s in args.sizes if "denoise" in args.recipes]
-    jobs += [(r, s) for r in args.recipes if r != "denoise" for s in args.recipe_sizes]
     vs = variants(bool(args.reference_dir))
     rows = []
-    for recipe, size in jobs:
+    for recipe, size in bench_reference.jobs(args):
         runs: dict = {name: [] for name in vs}
         for _ in range(args.pairs):
             for name, (fw, env) in vs.items():

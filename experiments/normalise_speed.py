@@ -11,7 +11,6 @@ machine's slow moments fall on both; freed memory is kept as the command line ke
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import statistics
 import sys
@@ -25,34 +24,26 @@ from dipjax import host_memory  # noqa: E402
 host_memory.keep_freed_memory()
 
 import jax  # noqa: E402
-from step_variants import interleaved  # noqa: E402
+from step_variants import interleaved, one_fit_setup, preset_step_parser  # noqa: E402
 
-from dipjax import api, build  # noqa: E402
 from dipjax.nets import layers  # noqa: E402
-from dipjax.presets import get_preset  # noqa: E402
-from dipjax.step import make_runner  # noqa: E402
+from dipjax.step import compiled_chunk  # noqa: E402
 
 
 def by_autodiff(x, axes, eps):
     """The same normalisation, its gradient left to JAX."""
-    mean, rstd = layers._statistics(x, axes, eps)
-    return (x - mean) * rstd
+    return layers._normalise_fwd(x, axes, eps)[0]
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="denoise")
-    ap.add_argument("--side", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=8)
-    args = ap.parse_args(argv)
-    p = get_preset(args.preset).replace(demo_side=args.side)
-    su = build.setup([api.prepare(p.task, p, None)], p, [(0, 0)])
+    args = preset_step_parser(__doc__, rounds=8).parse_args(argv)
+    p, _, su = one_fit_setup(args.preset, args.side)
     written = layers._normalise
     runs = {}
     try:
         for name, fn in (("autodiff", by_autodiff), ("written out", written)):
             layers._normalise = fn
-            runs[name] = make_runner(su.step, 1).lower(su.state, su.batch).compile()
+            runs[name], _ = compiled_chunk(su.step, 1, su.state, su.batch)
     finally:
         layers._normalise = written
     assert runs["autodiff"].as_text() != runs["written out"].as_text()

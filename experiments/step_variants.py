@@ -86,6 +86,24 @@ def main(argv=None):
         options_interleaved(su, args.options, args.rounds)
 
 
+def preset_step_parser(doc: str, rounds: int) -> argparse.ArgumentParser:
+    """--preset (denoise), --side (128) and --rounds of the experiments that time one preset's
+    step on the packaged image's top-centre crop."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--preset", default="denoise")
+    ap.add_argument("--side", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=rounds)
+    return ap
+
+
+def one_fit_setup(preset: str, side: int):
+    """(preset, problem, ``build.Setup``) of one fit of ``preset`` on the packaged image's
+    top-centre side x side crop (side 0: the whole image)."""
+    p = get_preset(preset).replace(demo_side=side)
+    prob = api.prepare(p.task, p, None)
+    return p, prob, build.setup([prob], p, [(0, 0)])
+
+
 def interleaved(runs: dict, state, batch, rounds: int) -> dict:
     """{name: seconds per step of each round} for compiled one-step chunks ``runs`` ({name: run},
     same arguments), timed in ``rounds`` rounds that each run every chunk once from ``state``
