@@ -1,17 +1,21 @@
-"""One 3x3 convolution layer split into its three products, per variant, against PyTorch's.
+"""One convolution layer split into its three products, per variant, against PyTorch's.
 
     python experiments/conv_parts.py [--size 128] [--channels 132] [--out-channels 128]
-        [--variants xla crop strips-2048 dot] [--rounds 7] [--precision f32|bf16] [--taps]
+        [--kernel 3] [--variants xla crop strips-2048 dot dot-4d] [--rounds 7]
+        [--precision f32|bf16] [--taps]
 
-The layer is the denoising net's largest: a 3x3, stride-1, unpadded convolution (what follows
-each reflection pad) of a (1, size + 2, size + 2, channels) map. For every variant of
-``dipjax.ops.conv.conv_variant`` its forward pass, input gradient and weight gradient are jitted
-apart (each gradient without the other) and timed; with PyTorch installed, ``conv2d`` on the same
-arrays (NCHW; bfloat16 tensors for ``--precision bf16``), forward alone and forward plus backward.
-With ``--taps``, also the layer as nine shifted matrix products (one per kernel tap, summed:
-forward pass and weight gradient) and the im2col patches alone (``dipjax.ops.conv.patches``).
-All calls are timed in interleaved
-rounds (median ms), so that the machine's slow moments fall on all of them.
+The layer is by default the denoising net's largest: a 3x3, stride-1, unpadded convolution (what
+follows each reflection pad) of a (1, size + 2, size + 2, channels) map; ``--kernel 1`` makes it
+a 1x1 convolution of a (1, size, size, channels) map (the ``dot`` variant's, as every 1x1 layer
+runs). ``dot-4d`` is the ``dot`` variant as it was written before 2026-12-03: one product of the
+4-D patches with the kernel, whose weight gradient contracts N, H and W at once.
+For every variant of ``dipjax.ops.conv.conv_variant`` its forward pass, input gradient and
+weight gradient are jitted apart (each gradient without the other) and timed; with PyTorch
+installed, ``conv2d`` on the same arrays (NCHW; bfloat16 tensors for ``--precision bf16``),
+forward alone and forward plus backward. With ``--taps``, also the layer as nine shifted matrix
+products (one per kernel tap, summed: forward pass and weight gradient) and the im2col patches
+alone (``dipjax.ops.conv.patches``). All calls are timed in interleaved rounds (median ms), so
+that the machine's slow moments fall on all of them.
 """
 
 from __future__ import annotations
@@ -32,11 +36,18 @@ import numpy as np  # noqa: E402
 from dipjax.ops import conv  # noqa: E402
 
 
+def _dot_4d(x, w):
+    cols = conv.patches(x, w.shape[0], 1)
+    return jax.numpy.dot(cols, w.reshape(-1, w.shape[-1]), preferred_element_type=np.float32)
+
+
 def jax_calls(x, w, g, variants, precision="f32") -> dict:
     """{name: call} for each variant's forward pass, input gradient and weight gradient."""
     calls = {}
     for v in variants:
-        f = lambda a, b, v=v: conv.conv_variant(a, b, 1, 0, v, precision)
+        f = lambda a, b, v=v: (
+            _dot_4d(a, b) if v == "dot-4d" else conv.conv_variant(a, b, 1, 0, v, precision)
+        )
         parts = {
             "forward": (jax.jit(f), (x, w)),
             "input gradient": (
@@ -120,15 +131,16 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--channels", type=int, default=132)
     ap.add_argument("--out-channels", type=int, default=128)
+    ap.add_argument("--kernel", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=["xla", "crop", "strips-2048", "dot"])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--precision", choices=conv.PRECISIONS, default="f32")
     ap.add_argument("--taps", action="store_true", help="also nine shifted products, and patches")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
-    n, c, o = args.size, args.channels, args.out_channels
-    x = rng.normal(size=(1, n + 2, n + 2, c)).astype(np.float32)
-    w = (rng.normal(size=(3, 3, c, o)) / np.sqrt(9 * c)).astype(np.float32)
+    n, c, o, ks = args.size, args.channels, args.out_channels, args.kernel
+    x = rng.normal(size=(1, n + ks - 1, n + ks - 1, c)).astype(np.float32)
+    w = (rng.normal(size=(ks, ks, c, o)) / np.sqrt(ks * ks * c)).astype(np.float32)
     g = rng.normal(size=(1, n, n, o)).astype(np.float32)
     calls = {
         **jax_calls(x, w, g, args.variants, args.precision),
@@ -143,9 +155,10 @@ def main(argv=None):
             t = time.perf_counter()
             call()
             times[k].append(time.perf_counter() - t)
-    gflop = 2 * n * n * 9 * c * o / 1e9
+    gflop = 2 * n * n * ks * ks * c * o / 1e9
     print(
-        f"3x3 convolution, (1, {n + 2}, {n + 2}, {c}) -> (1, {n}, {n}, {o}), unpadded, "
+        f"{ks}x{ks} convolution, (1, {n + ks - 1}, {n + ks - 1}, {c}) -> (1, {n}, {n}, {o}), "
+        "unpadded, "
         f"{args.precision}; jax {jax.__version__}, {os.cpu_count()} CPUs; "
         f"median of {args.rounds} interleaved rounds\n\n| product | ms | GFLOP/s |\n|---|---|---|"
     )

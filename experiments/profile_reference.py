@@ -38,7 +38,7 @@ def main(argv=None):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    args.iters, args.warmup = 0, 3
+    args.iters, args.warmup, args.conv = 0, 3, "rules"
     step = bench.reference_step(args.recipe, args.size, args)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):

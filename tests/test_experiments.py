@@ -127,6 +127,10 @@ def test_conv_parts_smoke(precision):
     for v in ("xla", "crop", "strips-2048", "dot"):
         for part in ("forward", "input gradient", "weight gradient"):
             assert f"| {v} {part} |" in r.stdout
+    r = _run("conv_parts.py", *args, "--kernel", 1, "--variants", "dot", "dot-4d", "xla")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "1x1 convolution, (1, 8, 8, 4) -> (1, 8, 8, 4)" in r.stdout
+    assert "| dot-4d weight gradient |" in r.stdout and "| dot weight gradient |" in r.stdout
 
 
 def test_bench_reference_refuses_a_folder_that_is_not_a_checkout(tmp_path):
@@ -261,7 +265,16 @@ def test_host_memory_speed_smoke(tmp_path):
     assert "| denoise | 16 |" in r.stdout
 
 
-def test_normalise_speed_smoke():
-    r = _run("normalise_speed.py", "--preset", "denoise-fast", "--side", 32, "--rounds", 1)
+def test_written_gradients_smoke():
+    r = _run("written_gradients.py", "--side", 64, "--rounds", 1, "--only", "all", "pad+dot")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "| autodiff |" in r.stdout and "| written out |" in r.stdout
+    rows = {
+        line.split("|")[1].strip(): line.split("|")
+        for line in r.stdout.splitlines()
+        if line.startswith("| ") and "ms" not in line
+    }
+    assert set(rows) == {"written out", "all by autodiff", "pad+dot by autodiff"}
+    # the written-out gradients write fewer full-resolution arrays than JAX's own
+    assert int(rows["written out"][4]) < int(rows["all by autodiff"][4])
+    bad = _run("written_gradients.py", "--only", "pad+nothing")
+    assert bad.returncode == 2 and "--only pad+nothing" in bad.stderr

@@ -1,0 +1,133 @@
+"""The step with the gradients dipjax writes out against JAX's own, one at a time and all.
+
+    python experiments/written_gradients.py [--preset denoise] [--side 128] [--rounds 8]
+        [--only all bn pad act dot pad+act+dot]
+
+Written out (the default) | replaced here by
+- ``bn``: BatchNorm's gradient, ``layers._normalise`` (two reductions, one elementwise pass) |
+  JAX's autodiff of the two-pass statistics;
+- ``pad``: the reflection pad's gradient, ``layers._reflect_pad`` (one folding pass) | JAX's
+  transpose of ``jnp.pad(mode="reflect")`` (four passes);
+- ``act``: LeakyReLU's derivative, ``layers.leaky_relu`` (one select) | autodiff of ``where``;
+- ``dot``: the matrix-product convolutions as 2-D products, ``conv.conv_dot`` | the 4-D product
+  of the patches (its weight gradient contracts N, H and W at once).
+The preset's one-step chunk on the packaged image's top-centre side x side crop is compiled once
+per variant in this process, then all are timed in interleaved rounds
+(``step_variants.interleaved``: a warm-up call, then two calls timed), so that the machine's slow
+moments fall on all (``--only``: which pieces, alone or joined by "+", "all" for every one);
+freed memory is kept as the command line keeps it. Also printed: how many
+arrays of at least 100 full-resolution channels each compiled step writes.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import statistics
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from dipjax import host_memory  # noqa: E402
+
+host_memory.keep_freed_memory()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from step_variants import interleaved, one_fit_setup, preset_step_parser  # noqa: E402
+
+from dipjax.nets import layers  # noqa: E402
+from dipjax.ops import conv  # noqa: E402
+from dipjax.step import compiled_chunk  # noqa: E402
+
+_written_act = layers.activation
+
+
+def _autodiff_act(name, x):
+    return jnp.where(x >= 0, x, 0.2 * x) if name == "LeakyReLU" else _written_act(name, x)
+
+
+def _autodiff_pad(x, p):
+    return x if p == 0 else jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+
+
+def _dot_4d(x, kernel, stride):
+    w = kernel.reshape(-1, kernel.shape[-1])
+    return jnp.dot(conv.patches(x, kernel.shape[0], stride), w, preferred_element_type=jnp.float32)
+
+
+AUTODIFF = {
+    "bn": (layers, "_normalise", lambda x, axes, eps: layers._normalise_fwd(x, axes, eps)[0]),
+    "pad": (layers, "reflect_pad", _autodiff_pad),
+    "act": (layers, "activation", _autodiff_act),
+    "dot": (conv, "conv_dot", _dot_4d),
+}
+
+
+def compiled_with_autodiff(names, su):
+    """The one-step chunk traced with the pieces ``names`` left to JAX's autodiff."""
+    saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in (AUTODIFF[n] for n in names)]
+    try:
+        for n in names:
+            mod, attr, fn = AUTODIFF[n]
+            setattr(mod, attr, fn)
+        return compiled_chunk(su.step, 1, su.state, su.batch)[0]
+    finally:
+        for mod, attr, fn in saved:
+            setattr(mod, attr, fn)
+
+
+def big_arrays(hlo: str, side: int) -> int:
+    """The most arrays of >= side * side * 100 elements written by one computation (not
+    counting fused computations' insides): the step's full-resolution passes."""
+    counts = []
+    for comp in re.split(r"\n(?=(?:ENTRY )?%[\w.\-]+ [^\n]*\{\n)", hlo):
+        if "fused_computation" in comp.split("\n", 1)[0]:
+            continue
+        n = 0
+        for shape, op in re.findall(
+            r"\n\s+(?:ROOT )?%[\w.\-]+ = \w+\[([\d,]*)\]\S* ([\w-]+)\(", comp
+        ):
+            size = 1
+            for d in filter(None, shape.split(",")):
+                size *= int(d)
+            n += size >= side * side * 100 and op not in ("bitcast", "parameter", "tuple")
+        counts.append(n)
+    return max(counts)
+
+
+def main(argv=None):
+    ap = preset_step_parser(__doc__, rounds=8)
+    ap.add_argument("--only", nargs="+", default=["all", *AUTODIFF])
+    args = ap.parse_args(argv)
+    for name in args.only:
+        if name != "all" and not set(name.split("+")) <= set(AUTODIFF):
+            ap.error(f"--only {name}: not 'all' or pieces of {', '.join(AUTODIFF)} joined by '+'")
+    # compiled here, not read from a compile cache: a cached executable has no HLO text to count
+    jax.config.update("jax_enable_compilation_cache", False)
+    p, _, su = one_fit_setup(args.preset, args.side)
+    side = su.batch["z"].shape[1]
+    runs = {"written out": compiled_with_autodiff([], su)}
+    for name in args.only:
+        label = "all by autodiff" if name == "all" else f"{name} by autodiff"
+        runs[label] = compiled_with_autodiff(
+            list(AUTODIFF) if name == "all" else name.split("+"), su
+        )
+    print(
+        f"{p.name}, {side} px, jax {jax.__version__} on {jax.default_backend()}; ms per step, "
+        f"median of {args.rounds} interleaved rounds (fastest; each round's times)\n"
+    )
+    print("| gradients | step ms | fastest | full-resolution arrays written | rounds |")
+    print("|---|---|---|---|---|")
+    for name, ts in interleaved(runs, su.state, su.batch, args.rounds).items():
+        each = " ".join(f"{t * 1e3:.0f}" for t in ts)
+        n = big_arrays(runs[name].as_text(), side)
+        print(
+            f"| {name} | {statistics.median(ts) * 1e3:.1f} | {min(ts) * 1e3:.1f} | {n} | {each} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
