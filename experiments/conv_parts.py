@@ -36,9 +36,14 @@ import numpy as np  # noqa: E402
 from dipjax.ops import conv  # noqa: E402
 
 
-def _dot_4d(x, w):
-    cols = conv.patches(x, w.shape[0], 1)
-    return jax.numpy.dot(cols, w.reshape(-1, w.shape[-1]), preferred_element_type=np.float32)
+def dot_4d(x, kernel, stride=1, precision="f32"):
+    """The ``dot`` variant as it was before 2026-12-03: one product of the 4-D patches
+    (N, Ho, Wo, k*k*C) with the (k*k*C, O) kernel, float32 out."""
+    if precision == "bf16":
+        x, kernel = x.astype(jax.numpy.bfloat16), kernel.astype(jax.numpy.bfloat16)
+    cols = conv.patches(x, kernel.shape[0], stride)
+    w = kernel.reshape(-1, kernel.shape[-1])
+    return jax.numpy.dot(cols, w, preferred_element_type=np.float32)
 
 
 def jax_calls(x, w, g, variants, precision="f32") -> dict:
@@ -46,7 +51,9 @@ def jax_calls(x, w, g, variants, precision="f32") -> dict:
     calls = {}
     for v in variants:
         f = lambda a, b, v=v: (
-            _dot_4d(a, b) if v == "dot-4d" else conv.conv_variant(a, b, 1, 0, v, precision)
+            dot_4d(a, b, 1, precision)
+            if v == "dot-4d"
+            else conv.conv_variant(a, b, 1, 0, v, precision)
         )
         parts = {
             "forward": (jax.jit(f), (x, w)),

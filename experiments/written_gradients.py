@@ -1,22 +1,19 @@
 """The step with the gradients dipjax writes out against JAX's own, one at a time and all.
 
     python experiments/written_gradients.py [--preset denoise] [--side 128] [--rounds 8]
-        [--only all bn pad act dot pad+act+dot]
+        [--only all bn dot bn+dot]
 
 Written out (the default) | replaced here by
 - ``bn``: BatchNorm's gradient, ``layers._normalise`` (two reductions, one elementwise pass) |
   JAX's autodiff of the two-pass statistics;
-- ``pad``: the reflection pad's gradient, ``layers._reflect_pad`` (one folding pass) | JAX's
-  transpose of ``jnp.pad(mode="reflect")`` (four passes);
-- ``act``: LeakyReLU's derivative, ``layers.leaky_relu`` (one select) | autodiff of ``where``;
 - ``dot``: the matrix-product convolutions as 2-D products, ``conv.conv_dot`` | the 4-D product
   of the patches (its weight gradient contracts N, H and W at once).
 The preset's one-step chunk on the packaged image's top-centre side x side crop is compiled once
 per variant in this process, then all are timed in interleaved rounds
 (``step_variants.interleaved``: a warm-up call, then two calls timed), so that the machine's slow
 moments fall on all (``--only``: which pieces, alone or joined by "+", "all" for every one);
-freed memory is kept as the command line keeps it. Also printed: how many
-arrays of at least 100 full-resolution channels each compiled step writes.
+freed memory is kept as the command line keeps it. Also printed: how many arrays of at least
+100 full-resolution channels each compiled step writes.
 """
 
 from __future__ import annotations
@@ -35,45 +32,30 @@ from dipjax import host_memory  # noqa: E402
 host_memory.keep_freed_memory()
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+from conv_parts import dot_4d  # noqa: E402
 from step_variants import interleaved, one_fit_setup, preset_step_parser  # noqa: E402
 
 from dipjax.nets import layers  # noqa: E402
 from dipjax.ops import conv  # noqa: E402
-from dipjax.step import compiled_chunk  # noqa: E402
+from dipjax.step import compiled_chunk, make_runner  # noqa: E402
 
-_written_act = layers.activation
-
-
-def _autodiff_act(name, x):
-    return jnp.where(x >= 0, x, 0.2 * x) if name == "LeakyReLU" else _written_act(name, x)
-
-
-def _autodiff_pad(x, p):
-    return x if p == 0 else jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-
-
-def _dot_4d(x, kernel, stride):
-    w = kernel.reshape(-1, kernel.shape[-1])
-    return jnp.dot(conv.patches(x, kernel.shape[0], stride), w, preferred_element_type=jnp.float32)
-
-
+# Module attributes the nets look up while tracing.
 AUTODIFF = {
     "bn": (layers, "_normalise", lambda x, axes, eps: layers._normalise_fwd(x, axes, eps)[0]),
-    "pad": (layers, "reflect_pad", _autodiff_pad),
-    "act": (layers, "activation", _autodiff_act),
-    "dot": (conv, "conv_dot", _dot_4d),
+    "dot": (conv, "conv_dot", dot_4d),
 }
 
 
 def compiled_with_autodiff(names, su):
-    """The one-step chunk traced with the pieces ``names`` left to JAX's autodiff."""
+    """(the one-step chunk compiled, its lowered program as text), traced with the pieces
+    ``names`` left to JAX's autodiff."""
     saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in (AUTODIFF[n] for n in names)]
     try:
         for n in names:
             mod, attr, fn = AUTODIFF[n]
             setattr(mod, attr, fn)
-        return compiled_chunk(su.step, 1, su.state, su.batch)[0]
+        lowered = make_runner(su.step, 1, None).lower(su.state, su.batch).as_text()
+        return compiled_chunk(su.step, 1, su.state, su.batch)[0], lowered
     finally:
         for mod, attr, fn in saved:
             setattr(mod, attr, fn)
@@ -109,12 +91,14 @@ def main(argv=None):
     jax.config.update("jax_enable_compilation_cache", False)
     p, _, su = one_fit_setup(args.preset, args.side)
     side = su.batch["z"].shape[1]
-    runs = {"written out": compiled_with_autodiff([], su)}
+    runs = {}
+    runs["written out"], written = compiled_with_autodiff([], su)
     for name in args.only:
         label = "all by autodiff" if name == "all" else f"{name} by autodiff"
-        runs[label] = compiled_with_autodiff(
-            list(AUTODIFF) if name == "all" else name.split("+"), su
-        )
+        pieces = list(AUTODIFF) if name == "all" else name.split("+")
+        runs[label], jaxpr = compiled_with_autodiff(pieces, su)
+        if jaxpr == written:  # the replacement was not reached by the net's trace
+            sys.exit(f"--only {name}: the step traces as with the gradients written out")
     print(
         f"{p.name}, {side} px, jax {jax.__version__} on {jax.default_backend()}; ms per step, "
         f"median of {args.rounds} interleaved rounds (fastest; each round's times)\n"

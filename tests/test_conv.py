@@ -126,13 +126,14 @@ def test_strips_really_split_the_map_and_crop_only_its_weight_gradient():
     assert conv.Layer(x.shape, 3, 7, 1, 1, "f32").rule() == "crop"
 
 
-def test_vmap_with_per_fit_weights_equals_a_loop():
+@pytest.mark.parametrize("impl", ["fast", "dot"])
+def test_vmap_with_per_fit_weights_equals_a_loop(impl):
     case = CASES[0]
     xs, ws = zip(*[_arrays(case, seed) for seed in range(3)])
     xs, ws = np.stack(xs), np.stack(ws)
 
     def loss(x, w):
-        with conv.conv_impl("fast"):
+        with conv.conv_impl(impl):
             return jnp.sum(jnp.sin(conv.conv2d(x, w, 1, 1)))
 
     g = jax.jit(jax.vmap(jax.grad(loss, argnums=1)))(xs, ws)

@@ -152,21 +152,9 @@ def instance_norm(x: Array, eps: float = 1e-5) -> Array:
     return _normalise(x, (1, 2), eps)
 
 
-@jax.custom_jvp
-def leaky_relu(x: Array) -> Array:
-    """``nn.LeakyReLU(0.2)``; its derivative is one select (autodiff of ``where`` makes two)."""
-    return jnp.where(x >= 0, x, 0.2 * x)
-
-
-@leaky_relu.defjvp
-def _leaky_relu_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    return leaky_relu(x), dx * jnp.where(x >= 0, 1.0, 0.2).astype(dx.dtype)
-
-
 def activation(name: str, x: Array) -> Array:
-    if name == "LeakyReLU":
-        return leaky_relu(x)
+    if name == "LeakyReLU":  # torch's: slope 0.2 at and below 0, so is the gradient at 0
+        return jnp.where(x > 0, x, 0.2 * x)
     if name == "ELU":
         return jax.nn.elu(x)
     if name == "ReLU":
@@ -187,44 +175,7 @@ def reflect_pad(x: Array, p: int) -> Array:
             f"reflection padding {p} needs feature maps larger than {p} pixels, "
             f"got {x.shape[1]}x{x.shape[2]}: the image is too small for the net"
         )
-    return _reflect_pad(x, p)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _reflect_pad(x: Array, p: int) -> Array:
     return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
-
-
-def _reflect_pad_fwd(x, p):
-    return _reflect_pad(x, p), None
-
-
-def _reflect_pad_bwd(p, _, g):
-    """The padded map's gradient folded back in one expression: the core plus each border strip
-    (and corner) mirrored onto the pixels it copied. JAX's own transpose of the padding makes
-    four passes over the map."""
-    h, w = g.shape[1] - 2 * p, g.shape[2] - 2 * p
-    # Along one axis of size n (padded n + 2p): [0, p) mirrors onto [1, p + 1) reversed, the
-    # core [p, p + n) onto itself, [p + n, n + 2p) onto [n - 1 - p, n - 1) reversed.
-    parts = lambda n: (
-        (slice(0, p), 1, True),
-        (slice(p, p + n), 0, False),
-        (slice(p + n, n + 2 * p), n - 1 - p, True),
-    )
-    out = 0.0
-    for rows, r0, flip_r in parts(h):
-        for cols, c0, flip_c in parts(w):
-            piece = g[:, rows, cols]
-            if flip_r:
-                piece = piece[:, ::-1]
-            if flip_c:
-                piece = piece[:, :, ::-1]
-            ph, pw = piece.shape[1:3]
-            out = out + jnp.pad(piece, ((0, 0), (r0, h - r0 - ph), (c0, w - c0 - pw), (0, 0)))
-    return (out,)
-
-
-_reflect_pad.defvjp(_reflect_pad_fwd, _reflect_pad_bwd)
 
 
 def pool(x: Array, r: int, mode: str = "avg") -> Array:

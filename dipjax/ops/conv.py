@@ -204,12 +204,13 @@ def patches(x: Array, k: int, stride: int) -> Array:
 
 
 def conv_dot(x: Array, kernel: Array, stride: int) -> Array:
-    """Unpadded convolution as one matrix product of the input's patches with the
-    (k*k*in, out) kernel; its gradients are matrix products too."""
+    """Unpadded convolution, (N, H, W, C) x (k, k, C, O) -> (N, Ho, Wo, O) float32, as one
+    matrix product of the input's patches with the (k*k*C, O) kernel; its gradients are matrix
+    products too."""
     w = kernel.reshape(-1, kernel.shape[-1])
     cols = patches(x, kernel.shape[0], stride)
     # A 2-D product: XLA's CPU backend runs the weight gradient of the 4-D one (contracting N,
-    # H and W at once) 2-3x slower (experiments/conv_parts.py --kernel 1 --variants dot dot-4d).
+    # H and W at once) 1.7-1.8x slower (experiments/conv_parts.py --kernel 1 --variants dot dot-4d).
     y = jnp.dot(cols.reshape(-1, cols.shape[-1]), w, preferred_element_type=_F32)
     return y.reshape(*cols.shape[:-1], w.shape[-1])
 
