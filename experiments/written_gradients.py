@@ -36,8 +36,8 @@ from conv_parts import dot_4d  # noqa: E402
 from step_variants import interleaved, one_fit_setup, preset_step_parser  # noqa: E402
 
 from dipjax.nets import layers  # noqa: E402
-from dipjax.ops import conv  # noqa: E402
-from dipjax.step import compiled_chunk, make_runner  # noqa: E402
+from dipjax.ops import conv, conv_choice  # noqa: E402
+from dipjax.step import make_runner  # noqa: E402
 
 # Module attributes the nets look up while tracing.
 AUTODIFF = {
@@ -54,8 +54,11 @@ def compiled_with_autodiff(names, su):
         for n in names:
             mod, attr, fn = AUTODIFF[n]
             setattr(mod, attr, fn)
-        lowered = make_runner(su.step, 1, None).lower(su.state, su.batch).as_text()
-        return compiled_chunk(su.step, 1, su.state, su.batch)[0], lowered
+        # lowered as compiled_chunk lowers one fit's chunk, once: its text, then compiled
+        lowered = conv_choice.traced(
+            lambda: make_runner(su.step, 1, None).lower(su.state, su.batch)
+        )
+        return lowered.compile(), lowered.as_text()
     finally:
         for mod, attr, fn in saved:
             setattr(mod, attr, fn)
@@ -96,8 +99,8 @@ def main(argv=None):
     for name in args.only:
         label = "all by autodiff" if name == "all" else f"{name} by autodiff"
         pieces = list(AUTODIFF) if name == "all" else name.split("+")
-        runs[label], jaxpr = compiled_with_autodiff(pieces, su)
-        if jaxpr == written:  # the replacement was not reached by the net's trace
+        runs[label], program = compiled_with_autodiff(pieces, su)
+        if program == written:  # the replacement was not reached by the net's trace
             sys.exit(f"--only {name}: the step traces as with the gradients written out")
     print(
         f"{p.name}, {side} px, jax {jax.__version__} on {jax.default_backend()}; ms per step, "
