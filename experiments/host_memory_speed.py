@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 import bench_reference  # noqa: E402
 from machine import describe, summary_line  # noqa: E402
 
-TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
+TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647:glibc.malloc.arena_max=1"
 
 
 def variants(with_reference: bool) -> dict:

@@ -4,20 +4,24 @@
         [--only all bn dot bn+dot]
 
 Written out (the default) | replaced here by
-- ``bn``: BatchNorm's gradient, ``layers._normalise`` (two reductions, one elementwise pass) |
-  JAX's autodiff of the two-pass statistics;
+- ``bn``: BatchNorm with its scale, bias and activation, ``layers.norm_act`` (two full-size
+  arrays written and two reduced in the backward pass) | JAX's autodiff of the two-pass
+  statistics, the affine map and the activation;
+- ``affine``: the same | the normalisation alone written out (x-hat's gradient, as it was before
+  2026-12-03), its scale, bias and activation left to autodiff;
 - ``dot``: the matrix-product convolutions as 2-D products, ``conv.conv_dot`` | the 4-D product
   of the patches (its weight gradient contracts N, H and W at once).
 The preset's one-step chunk on the packaged image's top-centre side x side crop is compiled once
 per variant in this process, then all are timed in interleaved rounds
 (``step_variants.interleaved``: a warm-up call, then two calls timed), so that the machine's slow
-moments fall on all (``--only``: which pieces, alone or joined by "+", "all" for every one);
+moments fall on all (``--only``: which pieces, alone or joined by "+", "all" for bn+dot);
 freed memory is kept as the command line keeps it. Also printed: how many arrays of at least
 100 full-resolution channels each compiled step writes.
 """
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import re
 import statistics
@@ -39,9 +43,49 @@ from dipjax.nets import layers  # noqa: E402
 from dipjax.ops import conv, conv_choice  # noqa: E402
 from dipjax.step import make_runner  # noqa: E402
 
+
+def _act(slope, z):
+    return z if slope == 1.0 else jax.numpy.where(z > 0, z, slope * z)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _normalise_only(x, axes, eps):
+    """x-hat with its gradient written out, as ``layers`` had it before 2026-12-03."""
+    mean, rstd = layers._statistics(x, axes, eps)
+    return (x - mean) * rstd
+
+
+def _normalise_only_fwd(x, axes, eps):
+    mean, rstd = layers._statistics(x, axes, eps)
+    return (x - mean) * rstd, (x, mean, rstd)
+
+
+def _normalise_only_bwd(axes, eps, residuals, g):
+    x, mean, rstd = residuals
+    xhat = (x - mean) * rstd
+    g_mean = g.mean(axis=axes, keepdims=True)
+    gx_mean = (g * xhat).mean(axis=axes, keepdims=True)
+    return (rstd * (g - g_mean - xhat * gx_mean),)
+
+
+_normalise_only.defvjp(_normalise_only_fwd, _normalise_only_bwd)
+
 # Module attributes the nets look up while tracing.
 AUTODIFF = {
-    "bn": (layers, "_normalise", lambda x, axes, eps: layers._normalise_fwd(x, axes, eps)[0]),
+    "bn": (
+        layers,
+        "norm_act",
+        lambda x, scale, bias, axes, eps, slope: layers._norm_act_fwd(
+            x, scale, bias, axes, eps, slope
+        )[0],
+    ),
+    "affine": (
+        layers,
+        "norm_act",
+        lambda x, scale, bias, axes, eps, slope: _act(
+            slope, _normalise_only(x, axes, eps) * scale + bias
+        ),
+    ),
     "dot": (conv, "conv_dot", dot_4d),
 }
 
@@ -98,7 +142,7 @@ def main(argv=None):
     runs["written out"], written = compiled_with_autodiff([], su)
     for name in args.only:
         label = "all by autodiff" if name == "all" else f"{name} by autodiff"
-        pieces = list(AUTODIFF) if name == "all" else name.split("+")
+        pieces = ["bn", "dot"] if name == "all" else name.split("+")
         runs[label], program = compiled_with_autodiff(pieces, su)
         if program == written:  # the replacement was not reached by the net's trace
             sys.exit(f"--only {name}: the step traces as with the gradients written out")

@@ -143,29 +143,51 @@ def test_sr_pair_matches_reference_zebra(factor):
     np.testing.assert_allclose(lr[0, 0], facts["LR_first_px"], atol=1 / 255 + 1e-6)
 
 
+@pytest.mark.parametrize("slope", [1.0, 0.2, 0.0])  # no activation, LeakyReLU, ReLU
 @pytest.mark.parametrize("axes", [(0, 1, 2), (1, 2)])  # BatchNorm's and InstanceNorm's
-def test_normalisation_gradient_is_the_autodiff_of_its_definition(axes):
+def test_normalisation_gradient_is_the_autodiff_of_its_definition(axes, slope):
     import jax
 
-    from dipjax.nets.layers import _normalise
+    from dipjax.nets.layers import norm_act
 
-    def by_definition(x):  # the two-pass statistics, differentiated by JAX
+    def by_definition(x, scale, bias):  # two-pass statistics, affine map, activation: autodiff
         mean = x.mean(axis=axes, keepdims=True)
         var = jnp.square(x - mean).mean(axis=axes, keepdims=True)
-        return (x - mean) / jnp.sqrt(var + 1e-5)
+        z = (x - mean) / jnp.sqrt(var + 1e-5) * scale + bias
+        return jnp.where(z > 0, z, slope * z)
 
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(1.0, 3.0, (2, 6, 5, 4)), jnp.float32)
+    scale = jnp.asarray(rng.uniform(0.5, 2.0, 4), jnp.float32)
+    bias = jnp.asarray(rng.normal(0.0, 0.5, 4), jnp.float32)
     g = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
-    got, want = (
-        jax.vjp(f, x)[1](g)[0] for f in (lambda x: _normalise(x, axes, 1e-5), by_definition)
+    written = lambda x, scale, bias: norm_act(x, scale, bias, axes, 1e-5, slope)
+    (y, got), (want_y, want) = (
+        (f(x, scale, bias), jax.vjp(f, x, scale, bias)[1](g)) for f in (written, by_definition)
     )
-    np.testing.assert_allclose(_normalise(x, axes, 1e-5), by_definition(x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    # its gradient sums to zero over the normalised axes, and is orthogonal to x-hat there
-    xhat = by_definition(x)
-    np.testing.assert_allclose(got.sum(axis=axes), 0, atol=1e-4)
-    np.testing.assert_allclose((got * xhat).sum(axis=axes), 0, atol=1e-4)
+    np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-6)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    if slope == 1.0:
+        # the input gradient sums to zero over the normalised axes, orthogonal to x-hat there
+        xhat = (want_y - bias) / scale
+        np.testing.assert_allclose(got[0].sum(axis=axes), 0, atol=1e-4)
+        np.testing.assert_allclose((got[0] * xhat).sum(axis=axes), 0, atol=1e-4)
+
+
+def test_batchnorm_activation_falls_back_outside_the_fused_ones():
+    import jax
+
+    from dipjax.nets.layers import BatchNorm2d, activation
+
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 4, 4, 3)), jnp.float32)
+    for act in ("ELU", "Swish", "LeakyReLU", "ReLU"):
+        bn = BatchNorm2d(3, act=act)
+        params = bn.init(jax.random.key(0), x)
+        plain = BatchNorm2d(3).apply(params, x)
+        np.testing.assert_allclose(bn.apply(params, x), activation(act, plain), atol=1e-6)
+    with pytest.raises(ValueError, match="act_fun"):
+        BatchNorm2d(3, act="Tanh").init(jax.random.key(0), x)
 
 
 def test_leaky_relu_and_its_derivative_are_torchs():

@@ -27,8 +27,8 @@ class ResNet(nn.Module):
     pad: str = "reflection"
     init_style: str = "modern"
 
-    def _bn(self, x, path):
-        return BatchNorm2d(self.num_channels, init_style=self.init_style, name=path)(x)
+    def _bn(self, x, path, act="none"):
+        return BatchNorm2d(self.num_channels, init_style=self.init_style, act=act, name=path)(x)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -40,7 +40,7 @@ class ResNet(nn.Module):
         for b in range(self.num_blocks):
             p = f"model.{2 + b}"
             y = Conv2d(c, c, 3, 1, 1, use_bias=False, name=f"{p}.0")(x)
-            y = activation(self.act_fun, self._bn(y, f"{p}.1"))
+            y = self._bn(y, f"{p}.1", self.act_fun)
             y = self._bn(Conv2d(c, c, 3, 1, 1, use_bias=False, name=f"{p}.3")(y), f"{p}.4")
             x = x + y if self.need_residual else y
         n = 2 + self.num_blocks

@@ -16,7 +16,6 @@ import jax
 from dipjax.nets.layers import (
     UPSAMPLE_MODES,
     BatchNorm2d,
-    activation,
     concat_cropped,
     conv_block,
     upsample2,
@@ -52,8 +51,8 @@ class Skip(nn.Module):
     need1x1_up: bool
     init_style: str = "modern"
 
-    def _bn(self, x, path):
-        return BatchNorm2d(x.shape[-1], init_style=self.init_style, name=path)(x)
+    def _bn(self, x, path, act="none"):
+        return BatchNorm2d(x.shape[-1], init_style=self.init_style, act=act, name=path)(x)
 
     def _conv(self, x, path, features, k, stride=1, downsample_mode="stride"):
         return conv_block(
@@ -69,8 +68,7 @@ class Skip(nn.Module):
 
     def _conv_bn_act(self, x, path, conv_idx, features, k, **kw):
         x = self._conv(x, f"{path}{conv_idx}", features, k, **kw)
-        x = self._bn(x, f"{path}{conv_idx + 1}")
-        return activation(self.act_fun, x)
+        return self._bn(x, f"{path}{conv_idx + 1}", self.act_fun)
 
     def _scale(self, x: jax.Array, i: int, prefix: str) -> jax.Array:
         last = len(self.num_channels_down) - 1

@@ -8,7 +8,6 @@ import jax
 from dipjax.nets.layers import (
     BatchNorm2d,
     Conv2d,
-    activation,
     avg_pool_or_identity,
     concat_cropped,
     reflect_pad,
@@ -36,13 +35,13 @@ class TextureNets(nn.Module):
             return Conv2d(x.shape[-1], out, k, name=f"{path}.1")(reflect_pad(x, (k - 1) // 2))
         return Conv2d(x.shape[-1], out, k, padding=(k - 1) // 2, name=path)(x)
 
-    def _bn(self, x, path):
-        return BatchNorm2d(x.shape[-1], init_style=self.init_style, name=path)(x)
+    def _bn(self, x, path, act="none"):
+        return BatchNorm2d(x.shape[-1], init_style=self.init_style, act=act, name=path)(x)
 
     def _triple(self, x, prefix, out):
         for idx, k in ((2, 3), (5, 3), (8, 1)):
             x = self._conv(x, f"{prefix}{idx}", out, k)
-            x = activation("LeakyReLU", self._bn(x, f"{prefix}{idx + 1}"))
+            x = self._bn(x, f"{prefix}{idx + 1}", "LeakyReLU")
         return x
 
     def _level(self, x, i, prefix):

@@ -40,10 +40,11 @@ class UNet(nn.Module):
         for j in (1, 2):
             x = conv_block(x, f"{path}.conv{j}.0", out, 3, bias=self.need_bias, pad=self.pad)
             if norm == "batch":
-                x = BatchNorm2d(out, init_style=self.init_style, name=f"{path}.conv{j}.1")(x)
-            elif norm == "instance":
-                x = instance_norm(x)
-            x = jax.nn.relu(x)
+                x = BatchNorm2d(
+                    out, init_style=self.init_style, act="ReLU", name=f"{path}.conv{j}.1"
+                )(x)
+            else:
+                x = jax.nn.relu(instance_norm(x) if norm == "instance" else x)
         return x
 
     def _down(self, x, path, out):
