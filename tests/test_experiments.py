@@ -281,3 +281,13 @@ def test_written_gradients_smoke():
     assert written < some < autodiff
     bad = _run("written_gradients.py", "--only", "dot+nothing")
     assert bad.returncode == 2 and "--only dot+nothing" in bad.stderr
+
+
+def test_step_page_faults_smoke():
+    r = _run("step_page_faults.py", "--side", 64, "--steps", 1, "--pairs", 1)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| ")]
+    assert [row[0].strip() for row in rows[1:]] == ["keep", "keep, thread arenas", "system"]
+    for row in rows[1:]:
+        ms, faults, user, system, rss = map(float, row[1:])
+        assert ms > 0 and faults >= 0 and rss > 0
