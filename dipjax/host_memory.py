@@ -31,8 +31,10 @@ _INT_MAX = 2**31 - 1
 def keep_freed_memory() -> bool:
     """Stop glibc from returning freed blocks to the OS (see the module's note). Returns
     whether it took effect: False under ``DIPJAX_MALLOC`` other than ``keep``, or without glibc's
-    ``mallopt``. Call it before the first large allocation and before other threads allocate
-    (a thread that has its own arena keeps it); calling it again is harmless."""
+    ``mallopt``. Call it before other threads start allocating: a thread that already has an
+    arena of its own keeps it, and the threads that start after a late call are spread over the
+    arenas that exist by then (the command line calls it first thing, the web page before its
+    server starts). Calling it again is harmless."""
     if os.environ.get(ENV, "keep") != "keep":
         return False
     try:

@@ -87,7 +87,7 @@ def main(argv=None):
     runs = {name: [] for name in SETTINGS}
     for _ in range(args.pairs):
         for name, env in SETTINGS.items():
-            base = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES",)}
+            base = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
             cmd = [sys.executable, __file__, "--worker", "--preset", args.preset]
             cmd += ["--side", str(args.side), "--steps", str(args.steps)]
             r = subprocess.run(cmd, capture_output=True, text=True, env={**base, **env})

@@ -1,7 +1,7 @@
 """The step with the gradients dipjax writes out against JAX's own, one at a time and all.
 
     python experiments/written_gradients.py [--preset denoise] [--side 128] [--rounds 8]
-        [--only all bn dot bn+dot]
+        [--only all bn affine dot bn+dot]
 
 Written out (the default) | replaced here by
 - ``bn``: BatchNorm with its scale, bias and activation, ``layers.norm_act`` (two full-size

@@ -268,17 +268,17 @@ def test_host_memory_speed_smoke(tmp_path):
 
 
 def test_written_gradients_smoke():
-    r = _run("written_gradients.py", "--side", 64, "--rounds", 1, "--only", "all", "dot")
+    r = _run("written_gradients.py", "--side", 64, "--rounds", 1, "--only", "all", "dot", "affine")
     assert r.returncode == 0, r.stderr[-2000:]
     rows = {
         line.split("|")[1].strip(): line.split("|")
         for line in r.stdout.splitlines()
         if line.startswith("| ") and "ms" not in line
     }
-    assert set(rows) == {"written out", "all by autodiff", "dot by autodiff"}
+    assert set(rows) == {"written out", "all by autodiff", "dot by autodiff", "affine by autodiff"}
     # the written-out gradients write fewer full-resolution arrays than JAX's own
-    written, autodiff, some = (int(rows[k][4]) for k in rows)
-    assert written < some < autodiff
+    written, autodiff, some, affine = (int(rows[k][4]) for k in rows)
+    assert written < some < autodiff and written < affine
     bad = _run("written_gradients.py", "--only", "dot+nothing")
     assert bad.returncode == 2 and "--only dot+nothing" in bad.stderr
 

@@ -38,9 +38,11 @@ glibc = pytest.mark.skipif(
 )
 
 
-def probe(mode: str, thread: bool = False) -> tuple[bool, int]:
+def probe(mode: str, thread: bool = False, tunables: str | None = None) -> tuple[bool, int]:
     env = dict(os.environ, DIPJAX_MALLOC=mode)
     env.pop("GLIBC_TUNABLES", None)
+    if tunables:
+        env["GLIBC_TUNABLES"] = tunables
     code = f"THREAD = {thread}\n" + PROBE
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
@@ -60,3 +62,13 @@ def test_kept_memory_is_reused_without_page_faults(thread):
 def test_system_mode_leaves_glibc_alone(thread):
     took, faults = probe("system", thread)
     assert not took and faults >= 32  # a fresh mapping: every page faulted in
+
+
+@glibc
+def test_without_one_arena_another_threads_block_is_mapped_afresh():
+    # keep_freed_memory's setting before it capped the arenas (no mmapped blocks, no trimming):
+    # a thread's own arena still maps the 96 MiB block anew, every page faulting in
+    took, faults = probe(
+        "system", True, "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
+    )
+    assert not took and faults >= 32

@@ -175,6 +175,27 @@ def test_normalisation_gradient_is_the_autodiff_of_its_definition(axes, slope):
         np.testing.assert_allclose((got[0] * xhat).sum(axis=axes), 0, atol=1e-4)
 
 
+@pytest.mark.parametrize("slope", [0.2, 0.0])
+def test_normalisation_activation_at_exactly_zero_is_torchs(slope):
+    import jax
+
+    from dipjax.nets.layers import norm_act
+
+    # scale 0, bias 0: the activation's input is exactly 0 everywhere, where torch's LeakyReLU
+    # passes 0.2 of the gradient and its ReLU none
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 3, 3, 2)), jnp.float32)
+    g = jnp.ones_like(x)
+    f = lambda x, s, b: norm_act(x, s, b, (0, 1, 2), 1e-5, slope)
+    y, (dx, ds, db) = (
+        f(x, jnp.zeros(2), jnp.zeros(2)),
+        jax.vjp(f, x, jnp.zeros(2), jnp.zeros(2))[1](g),
+    )
+    np.testing.assert_array_equal(y, 0)
+    np.testing.assert_allclose(db, slope * 9, rtol=1e-6)
+    np.testing.assert_array_equal(dx, 0)
+    np.testing.assert_allclose(ds, 0, atol=1e-5)  # slope x sum of x-hat, which is 0
+
+
 def test_batchnorm_activation_falls_back_outside_the_fused_ones():
     import jax
 

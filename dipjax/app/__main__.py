@@ -57,6 +57,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from dipjax import host_memory
+
+    host_memory.keep_freed_memory()  # before uvicorn's and XLA's threads allocate (see its note)
     args = parser().parse_args(argv)
     try:
         import uvicorn
