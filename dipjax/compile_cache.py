@@ -5,8 +5,9 @@ Where: ``--compile-cache DIR``, else ``$DIPJAX_COMPILE_CACHE``, else
 ``$XDG_CACHE_HOME/dipjax/xla`` (``~/.cache/dipjax/xla``). ``DIPJAX_COMPILE_CACHE=off`` or
 ``--no-compile-cache`` turns it off.
 
-With ``--measure-convs`` the same folder keeps the convolution variants measured fastest on
-this machine (``dipjax.ops.conv_choice``, file ``conv_choices.json``).
+The same folder keeps the convolution library measured faster on this machine and, with
+``--measure-convs``, each layer's variant measured fastest (``dipjax.ops.conv_choice``, file
+``conv_choices.json``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def info(folder) -> str:
     files = [f for f in folder.rglob("*") if f.is_file()] if folder.is_dir() else []
     files = [f for f in files if not f.name.startswith((conv_choice.FILE_NAME, ".conv_choices"))]
     size = sum(f.stat().st_size for f in files)
-    layers = len(conv_choice.entries(folder / conv_choice.FILE_NAME))
+    layers = len(conv_choice.layers_measured(folder / conv_choice.FILE_NAME))
     return (
         f"compile cache {folder}: {len(files)} entries, {size / 2**20:.1f} MiB; "
         f"{layers} convolution layer(s) measured on this machine"

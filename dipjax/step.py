@@ -277,7 +277,8 @@ def compiled_chunk(
     report: Optional[Callable] = None,
 ):
     """(the compiled chunk of ``n`` steps for these arguments, seconds spent compiling it,
-    measuring convolution layers included: ``dipjax.ops.conv_choice``, which tells ``report``).
+    measuring convolution layers and their library included: ``dipjax.ops.conv_choice``, which
+    tells ``report``).
     ``cache``: shared by calls whose steps are the same function of their arguments (the fits
     of one shape group), keyed by chunk size, shapes and placement. ``mesh``: see
     ``make_runner``."""
@@ -287,9 +288,13 @@ def compiled_chunk(
         return cache[key], 0.0
     t = time.perf_counter()
     lower = lambda: make_runner(step, n, batch_axes, mesh=mesh).lower(state, batch)
-    # A single fit's layers run as measured fastest here (vmapped fits: batched products).
-    lowered = lower() if batch_axes is not None else conv_choice.traced(lower, report)
-    cache[key] = lowered.compile()
+    # A single fit's layers run as measured fastest here, by the library measured fastest
+    # (vmapped fits: batched products).
+    if batch_axes is not None:
+        lowered, options = lower(), {}
+    else:
+        lowered, options = conv_choice.traced(lower, report)
+    cache[key] = lowered.compile(options)
     return cache[key], time.perf_counter() - t
 
 

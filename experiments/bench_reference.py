@@ -2,7 +2,7 @@
 
     python experiments/bench_reference.py [--reference-dir DIR] [--sizes 64 128 256]
         [--recipes denoise superres inpaint] [--iters 10] [--warmup 3] [--threads N]
-        [--precision f32 bf16] [--conv rules|measured|standin] [--pairs N]
+        [--precision f32 bf16] [--conv library|measured|rules|standin] [--pairs N]
         [--out experiments/out/bench_reference]
 
 DIR is your checkout of DmitryUlyanov/deep-image-prior; its ``models`` package is imported from
@@ -20,8 +20,10 @@ after --warmup; dipjax's the median of 3 rounds of --iters iterations, each roun
 dispatched back to back with one wait at its end (the command line dispatches the next chunk
 before it reads the last one's metrics, so its host work overlaps the device's); its compile
 time is reported apart, and so is the time spent measuring its convolution layers' variants
-(``dipjax.ops.conv_choice``, as the command line's ``--measure-convs``; once per machine, kept
-in ``--out``; ``--conv rules``, the command line's default, keeps the fixed rules).
+(``dipjax.ops.conv_choice``; once per machine, kept in ``--out``): by default (``--conv
+library``, as the command line by default) the convolution library, each layer's rule variant
+timed under YNNPACK and Eigen; ``--conv measured``, as the command line's ``--measure-convs``,
+every variant under each; ``--conv rules`` keeps the fixed rules and XLA's default library.
 ``--conv standin`` times what the rest of each step costs: on both sides every convolution is
 replaced by the same cheap stand-in of its shapes (``standin_conv``), which moves about as much
 memory as a convolution's input and output and does no arithmetic.
@@ -213,11 +215,16 @@ def worker_jax(recipe, size, args):
     )
     su = build.setup([problem], preset.replace(reg_noise_std=reg), [(0, 0)])
     batch, step, state = dict(su.batch, z=jax.numpy.asarray(z)), su.step, su.state
-    # --conv measured: as the command line's --measure-convs, the convolution variants measured
-    # on this machine, kept in --out (measured by the first run only), timed apart from the
-    # compile; --conv rules: the fixed rules (the command line's default).
+    # --conv library: as the command line by default, the convolution library measured on this
+    # machine (the rules' variants timed under each); --conv measured: as with its
+    # --measure-convs, every variant under each library; both kept in --out (measured by the
+    # first run only), timed apart from the compile; --conv rules: the fixed rules, XLA's
+    # default library.
     conv_choice.use_file(
-        pathlib.Path(args.out) / conv_choice.FILE_NAME if args.conv == "measured" else None
+        pathlib.Path(args.out) / conv_choice.FILE_NAME
+        if args.conv in ("measured", "library")
+        else None,
+        every_variant=args.conv == "measured",
     )
     if args.conv == "standin":
         conv.conv_variant = lambda x, kernel, stride, padding, *_: standin_conv(
@@ -235,6 +242,7 @@ def worker_jax(recipe, size, args):
         jax.eval_shape(step, state, batch)
     conv_choice.measure_missing(seen)
     measure_s = time.perf_counter() - t
+    library = conv_choice.library_for(seen) if conv_choice.current_file() else conv.LIBRARIES[0]
     n = default_chunk()
     chunks: dict = {}
     run, compile_s = compiled_chunk(step, n, state, batch, cache=chunks)
@@ -259,6 +267,7 @@ def worker_jax(recipe, size, args):
         "compile_s": compile_s,
         "measure_s": measure_s,
         "conv": args.conv,
+        "library": library,
         "flops": flops,
         "chunk": n,
         "precision": preset.precision,
@@ -325,11 +334,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--precision", nargs="+", default=["f32"], choices=["f32", "bf16"])
     ap.add_argument(
         "--conv",
-        choices=["measured", "rules", "standin"],
-        default="rules",
-        help="dipjax's convolution variants: measured per layer on this machine, as the command "
-        "line's --measure-convs (kept in --out), or the fixed rules (its default); standin: "
-        "every convolution on both sides replaced by a cheap stand-in (the rest of the step)",
+        choices=["library", "measured", "rules", "standin"],
+        default="library",
+        help="dipjax's convolutions: the fixed rules' variants run by the library measured on "
+        "this machine (the command line's default), every variant and the library measured, as "
+        "its --measure-convs (both kept in --out), or the fixed rules under XLA's default "
+        "library; standin: every convolution on both sides replaced by a cheap stand-in "
+        "(the rest of the step)",
     )
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_reference"))
     ap.add_argument(
@@ -402,10 +413,12 @@ def main(argv=None):
         f"iterations after {args.warmup}; dipjax: median of 3 rounds of {args.iters} iterations "
         f"dispatched back to back, after {args.warmup}; dipjax's convolution variants "
         + {
-            "measured": "measured per layer on this machine",
-            "rules": "by fixed rules",
+            "library": "by fixed rules, run by the library measured on this machine",
+            "measured": "measured per layer on this machine, with their library",
+            "rules": "by fixed rules, run by XLA's default library (YNNPACK)",
             "standin": "replaced on both sides by a stand-in without arithmetic (standin_conv)",
         }[args.conv]
+        + _libraries(rows)
         + f"; dipjax in {args.precision[0]}"
         + ("" if len(args.precision) < 2 else ", and in bf16 in the last two columns"),
         "",
@@ -440,6 +453,21 @@ def main(argv=None):
     (out / "results.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
     plot(rows, out / "speed.png")
     print("\n" + table)
+
+
+def _libraries(rows) -> str:
+    """' (here: LIB)', or with several, which rows ran by which convolution library."""
+    used = {}
+    for r in rows:
+        lib = (r.get("jax") or {}).get("library")
+        if lib:
+            used.setdefault(lib, []).append(f"{r['recipe']} {r['size']}")
+    if not used:
+        return ""
+    if len(used) == 1:
+        return f" (here: {next(iter(used))})"
+    parts = [f"{lib} for {', '.join(where)}" for lib, where in used.items()]
+    return f" (here: {'; '.join(parts)})"
 
 
 def plot(rows, path):

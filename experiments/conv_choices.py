@@ -3,11 +3,14 @@
     python experiments/conv_choices.py [--preset denoise] [--side 128] [--rounds 10]
 
 1. Every tunable convolution layer of the preset's step at this size (``dipjax.ops.conv_choice``)
-   measured here: each variant's forward pass and both gradients, jitted alone, milliseconds
-   (the fastest of interleaved rounds), the fixed rule's variant and the one chosen.
-2. The one-step chunk compiled twice, with the fixed rules and with the measured choices, then
-   timed in interleaved rounds (each round: one warm-up step, then two steps timed), so that
-   the machine's slow moments fall on both: median, fastest and slowest ms per step.
+   measured here under each convolution library (YNNPACK, Eigen): first each fixed rule's
+   variant alone (what the command line does by default, to choose the library), then every
+   variant (``--measure-convs``): forward pass and both gradients, jitted alone, milliseconds
+   (the fastest of interleaved rounds), the fixed rule's variant, the one chosen, the library.
+2. The one-step chunk compiled three times, with the fixed rules and XLA's default library,
+   with the fixed rules and the library measured, and with every choice measured, then timed
+   in interleaved rounds (each round: one warm-up step, then two steps timed), so that the
+   machine's slow moments fall on all: median, fastest and slowest ms per step.
 The measurements go to a temporary file: the command line's own choices are not touched.
 """
 
@@ -38,22 +41,30 @@ def main(argv=None):
 
     runs = {}
     conv_choice.use_file(None)
-    runs["fixed rules"], _ = compiled_chunk(su.step, 1, su.state, su.batch)
-    with tempfile.TemporaryDirectory() as d:
-        conv_choice.use_file(pathlib.Path(d) / conv_choice.FILE_NAME)
-        with conv.recording() as seen:
-            jax.eval_shape(su.step, su.state, su.batch)
-        t = time.perf_counter()
-        conv_choice.measure_missing(seen)
-        print(f"measured in {time.perf_counter() - t:.1f} s\n")
-        stored = conv_choice.entries()
-        print("| layer | fixed rule | chosen | ms per variant |\n|---|---|---|---|")
-        for la in dict.fromkeys(x for x in seen if x.tunable()):
-            e = stored[la.key]
-            cells = ", ".join(f"{v} {t:.1f}" for v, t in e["ms"].items())
-            print(f"| {la.key} | {la.rule()} | {e['choice']} | {cells} |")
-        runs["measured"], _ = compiled_chunk(su.step, 1, su.state, su.batch)
-        conv_choice.use_file(None)
+    runs["fixed rules, XLA's default library"], _ = compiled_chunk(su.step, 1, su.state, su.batch)
+    with conv.recording() as seen:
+        jax.eval_shape(su.step, su.state, su.batch)
+    for every in (False, True):
+        with tempfile.TemporaryDirectory() as d:
+            conv_choice.use_file(pathlib.Path(d) / conv_choice.FILE_NAME, every_variant=every)
+            t = time.perf_counter()
+            conv_choice.measure_missing(seen)
+            library = conv_choice.library_for(seen)
+            what = "every variant" if every else "the rules' variants"
+            print(f"\n{what} measured in {time.perf_counter() - t:.1f} s; library: {library}\n")
+            stored = conv_choice.entries()
+            print("| layer | library | fixed rule | chosen | ms per variant |")
+            print("|---|---|---|---|---|")
+            for la in dict.fromkeys(x for x in seen if x.tunable()):
+                for lib in conv.libraries():
+                    e = stored[conv_choice.entry_key(la, lib)]
+                    cells = ", ".join(f"{v} {t:.1f}" for v, t in e["ms"].items())
+                    print(f"| {la.key} | {lib} | {la.rule()} | {e['choice']} | {cells} |")
+            name = "measured" if every else "fixed rules"
+            runs[f"{name}, library measured ({library})"], _ = compiled_chunk(
+                su.step, 1, su.state, su.batch
+            )
+            conv_choice.use_file(None)
 
     times = interleaved(runs, su.state, su.batch, args.rounds)
     print(f"\n| convolutions | median ms | fastest ms | slowest ms |  ({args.rounds} rounds)")

@@ -2,7 +2,7 @@
 
     python experiments/conv_parts.py [--size 128] [--channels 132] [--out-channels 128]
         [--kernel 3] [--variants xla crop strips-2048 dot dot-4d] [--rounds 7]
-        [--precision f32|bf16] [--taps]
+        [--precision f32|bf16] [--taps] [--libraries]
 
 The layer is by default the denoising net's largest: a 3x3, stride-1, unpadded convolution (what
 follows each reflection pad) of a (1, size + 2, size + 2, channels) map; ``--kernel 1`` makes it
@@ -10,7 +10,8 @@ a 1x1 convolution of a (1, size, size, channels) map (the ``dot`` variant's, as 
 runs). ``dot-4d`` is the ``dot`` variant as it was written before 2026-12-03: one product of the
 4-D patches with the kernel, whose weight gradient contracts N, H and W at once.
 For every variant of ``dipjax.ops.conv.conv_variant`` its forward pass, input gradient and
-weight gradient are jitted apart (each gradient without the other) and timed; with PyTorch
+weight gradient are jitted apart (each gradient without the other) and timed (with
+``--libraries``, under each convolution library, ``dipjax.ops.conv.compiler_options``); with PyTorch
 installed, ``conv2d`` on the same arrays (NCHW; bfloat16 tensors for ``--precision bf16``),
 forward alone and forward plus backward. With ``--taps``, also the layer as nine shifted matrix
 products (one per kernel tap, summed: forward pass and weight gradient) and the im2col patches
@@ -46,9 +47,12 @@ def dot_4d(x, kernel, stride=1, precision="f32"):
     return jax.numpy.dot(cols, w, preferred_element_type=np.float32)
 
 
-def jax_calls(x, w, g, variants, precision="f32") -> dict:
-    """{name: call} for each variant's forward pass, input gradient and weight gradient."""
-    calls = {}
+def jax_calls(x, w, g, variants, precision="f32", library="ynnpack") -> dict:
+    """{name: call} for each variant's forward pass, input gradient and weight gradient,
+    compiled with ``library``'s options (``conv.compiler_options``; names prefixed with it
+    unless it is XLA's default)."""
+    calls, prefix = {}, "" if library == conv.LIBRARIES[0] else f"{library} "
+    options = conv.compiler_options(library)
     for v in variants:
         f = lambda a, b, v=v: (
             dot_4d(a, b, 1, precision)
@@ -67,7 +71,8 @@ def jax_calls(x, w, g, variants, precision="f32") -> dict:
             ),
         }
         for part, (fn, args) in parts.items():
-            calls[f"{v} {part}"] = lambda fn=fn, args=args: jax.block_until_ready(fn(*args))
+            fn = fn.lower(*args).compile(options)
+            calls[f"{prefix}{v} {part}"] = lambda fn=fn, args=args: jax.block_until_ready(fn(*args))
     return calls
 
 
@@ -143,14 +148,25 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--precision", choices=conv.PRECISIONS, default="f32")
     ap.add_argument("--taps", action="store_true", help="also nine shifted products, and patches")
+    ap.add_argument(
+        "--libraries",
+        action="store_true",
+        help="every variant under each convolution library this jaxlib offers (YNNPACK, "
+        "XLA's default, and Eigen), not YNNPACK alone",
+    )
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     n, c, o, ks = args.size, args.channels, args.out_channels, args.kernel
     x = rng.normal(size=(1, n + ks - 1, n + ks - 1, c)).astype(np.float32)
     w = (rng.normal(size=(ks, ks, c, o)) / np.sqrt(ks * ks * c)).astype(np.float32)
     g = rng.normal(size=(1, n, n, o)).astype(np.float32)
+    libraries = conv.libraries() if args.libraries else conv.LIBRARIES[:1]
     calls = {
-        **jax_calls(x, w, g, args.variants, args.precision),
+        **{
+            k: f
+            for lib in libraries
+            for k, f in jax_calls(x, w, g, args.variants, args.precision, lib).items()
+        },
         **(taps_calls(x, w, g, args.precision) if args.taps else {}),
         **torch_calls(x, w, g, args.precision),
     }

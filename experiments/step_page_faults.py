@@ -53,9 +53,10 @@ def worker(preset: str, side: int, steps: int) -> dict:
     from dipjax.step import make_runner
 
     _, _, su = one_fit_setup(preset, side)
-    run = conv_choice.traced(
+    lowered, options = conv_choice.traced(
         lambda: make_runner(su.step, 1, None).lower(su.state, su.batch)
-    ).compile()
+    )
+    run = lowered.compile(options)
     state = su.state
     for _ in range(WARMUP):
         state, m = run(state, su.batch)

@@ -99,10 +99,10 @@ def compiled_with_autodiff(names, su):
             mod, attr, fn = AUTODIFF[n]
             setattr(mod, attr, fn)
         # lowered as compiled_chunk lowers one fit's chunk, once: its text, then compiled
-        lowered = conv_choice.traced(
+        lowered, options = conv_choice.traced(
             lambda: make_runner(su.step, 1, None).lower(su.state, su.batch)
         )
-        return lowered.compile(), lowered.as_text()
+        return lowered.compile(options), lowered.as_text()
     finally:
         for mod, attr, fn in saved:
             setattr(mod, attr, fn)

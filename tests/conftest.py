@@ -17,7 +17,16 @@ if os.environ["DIPJAX_COMPILE_CACHE"].lower() not in ("", "off", "0", "no"):
     compile_cache.enable(os.environ["DIPJAX_COMPILE_CACHE"])
 
 from dipjax.netspec import NetSpec
+from dipjax.ops import conv_choice
 from dipjax.presets import Preset
+
+
+@pytest.fixture(autouse=True)
+def _conv_choices_file_not_inherited():
+    """The command line points ``conv_choice`` at its compile cache's file; a test that runs it
+    in this process must not leave that to the tests after it (they would measure layers)."""
+    yield
+    conv_choice.use_file(None)
 
 
 def smooth_image(h=32, w=32, c=3, seed=0):

@@ -6,12 +6,14 @@ import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from conftest import smooth_image
 from PIL import Image
 
 from dipjax.io import InputError
+from dipjax.ops import conv, conv_choice
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
 
@@ -383,6 +385,45 @@ def test_second_run_loads_its_steps_from_the_compile_cache(small_png, tmp_path):
     assert info.returncode == 0 and str(tmp_path / "cache") in info.stdout
     assert " 0 entries" not in info.stdout
     assert re.search(r"; [1-9]\d* convolution layer\(s\) measured on this machine", info.stdout)
+
+
+@pytest.mark.skipif(len(conv.libraries()) < 2, reason="this jaxlib offers one convolution library")
+def test_a_run_measures_its_convolution_library_once_and_compiles_with_it(
+    small_png, tmp_path, capsys, monkeypatch
+):
+    # Timings made up so that Eigen wins every layer: the step must be compiled with its options.
+    from dipjax import fit
+
+    timed, libraries = [], []
+    monkeypatch.setattr(
+        conv_choice,
+        "measure",
+        lambda la, lib: timed.append((la, lib)) or {la.rule(): 1.0 if lib == "eigen" else 3.0},
+    )
+    real = jax.stages.Lowered.compile
+    monkeypatch.setattr(
+        jax.stages.Lowered,
+        "compile",
+        lambda self, options=None: libraries.append(options) or real(self, options),
+    )
+    argv = ["--task", "denoise", "--image", str(small_png), "--degrade", "--iters", "2"]
+    argv += ["--quiet", "--compile-cache", str(tmp_path / "cache")]
+    try:
+        assert fit.main(argv + ["--out", str(tmp_path / "a")]) == 0
+        err = capsys.readouterr().err
+        assert "convolution layer(s) (its library) on this machine once" in err, err
+        layers = {la for la, _ in timed}
+        assert layers and sorted(timed, key=str) == sorted(
+            [(la, lib) for la in layers for lib in ("ynnpack", "eigen")], key=str
+        )
+        entries = conv_choice.entries(tmp_path / "cache" / conv_choice.FILE_NAME)
+        assert len(entries) == 2 * len(layers)
+        assert conv.compiler_options("eigen") in libraries  # the step compiled with Eigen
+        n = len(timed)
+        assert fit.main(argv + ["--out", str(tmp_path / "b")]) == 0
+        assert "on this machine once" not in capsys.readouterr().err and len(timed) == n
+    finally:
+        conv_choice.use_file(None)
 
 
 def test_measuring_convolutions_needs_the_compile_cache(capsys):

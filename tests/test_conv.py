@@ -1,6 +1,10 @@
 """The convolution implementations against a direct numpy sum and XLA's own convolution
 gradients."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -205,3 +209,60 @@ def test_bad_precision_is_refused():
             pass
     with pytest.raises(ValueError, match="one of"):
         conv.traced_with(lambda: 0, "fp16")
+
+
+def _library_hlo(library: str) -> str:
+    """A small function's optimized HLO (a convolution, a matrix product, a reduction and an
+    elementwise product), compiled in a fresh process with ``conv.compiler_options(library)``,
+    or ("") with XLA's default list less its convolutions, by XLA's own flag."""
+    code = f"""
+import jax, jax.numpy as jnp
+from dipjax.ops import conv
+x = jax.ShapeDtypeStruct((1, 18, 18, 32), jnp.float32)
+w = jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32)
+def f(x, w):
+    y = conv._xla(x, w, 1)
+    return y, jnp.dot(x[0, 0], w[0, 0]), x.sum(axis=(1, 2)), x * x
+opts = {library!r}
+print(jax.jit(f).lower(x, w).compile(conv.compiler_options(opts) if opts else {{}}).as_text())
+"""
+    env = dict(os.environ)
+    if not library:
+        env["XLA_FLAGS"] = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+@pytest.mark.skipif(len(conv.libraries()) < 2, reason="this jaxlib offers one library")
+def test_eigen_options_are_xla_default_without_its_convolutions():
+    # XLA's own way to take convolutions off YNNPACK, against the list conv spells out
+    ours, xlas, default = _library_hlo("eigen"), _library_hlo(""), _library_hlo("ynnpack")
+    assert " convolution(" in ours and ours == xlas
+    assert default != ours  # XLA's default hands the convolution to YNNPACK
+
+
+@pytest.mark.skipif(len(conv.libraries()) < 2, reason="this jaxlib offers one library")
+def test_both_libraries_compute_the_same_convolution_and_gradients():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((1, 20, 20, 32)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((3, 3, 32, 24)) * 0.1, jnp.float32)
+    ref = numpy_conv(np.asarray(x, np.float64), np.asarray(w, np.float64), 1, 0)
+
+    def loss(x, w):
+        y = conv.conv_variant(x, w, 1, 0, "xla")
+        return jnp.sum(y * y), y
+
+    f = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))
+    out = {}
+    for lib in conv.libraries():
+        (gx, gw), y = f.lower(x, w).compile(conv.compiler_options(lib))(x, w)
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+        out[lib] = (gx, gw)
+    for a, b in zip(out["ynnpack"], out["eigen"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_an_unknown_library_is_refused():
+    with pytest.raises(ValueError, match="library"):
+        conv.compiler_options("mkl")

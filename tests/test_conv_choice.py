@@ -1,7 +1,9 @@
-"""Per-layer convolution variants measured on the running machine: measured once, kept in the
-file per machine, reused by later traces and runs, and actually used by the traced step."""
+"""Per-layer convolution variants and the convolution library measured on the running machine:
+measured once, kept in the file per machine, reused by later traces and runs, and actually used
+by the traced and compiled step."""
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +35,14 @@ def lower():
     return jax.jit(lambda x: net(x)).lower(X)
 
 
+def traced(*args):
+    """conv_choice.traced's lowering (its compile options apart)."""
+    return conv_choice.traced(*args)[0]
+
+
+LIBS = conv.libraries()
+
+
 def ops(lowered) -> tuple:
     """(convolutions, matrix products) in a lowered function's StableHLO."""
     text = lowered.as_text()
@@ -46,45 +56,56 @@ def measured(tmp_path, monkeypatch):
     conv_choice.use_file(tmp_path / conv_choice.FILE_NAME)
     calls = []
     real = conv_choice.measure
-    monkeypatch.setattr(conv_choice, "measure", lambda la: calls.append(la) or real(la))
+    monkeypatch.setattr(
+        conv_choice, "measure", lambda la, lib="ynnpack": calls.append(la) or real(la, lib)
+    )
     yield calls
     conv_choice.use_file(before)
 
 
-def _write(path, choices):
-    entries = {k: {"choice": v, "ms": {}} for k, v in choices.items()}
+def _write(path, choices, eigen_ms=None):
+    """The file with these {Layer: variant} choices under XLA's default library, every variant
+    timed 1 ms; with ``eigen_ms``, the same under Eigen, every variant timed that."""
+    entries = {}
+    for la, v in choices.items():
+        for lib, ms in (("ynnpack", 1.0), ("eigen", eigen_ms)):
+            if ms is not None:
+                times = dict.fromkeys([*la.variants(), v], ms)
+                entries[conv_choice.entry_key(la, lib)] = {"choice": v, "ms": times}
     path.write_text(json.dumps({conv_choice.machine(): entries}))
 
 
 def test_layers_are_measured_once_kept_per_machine_and_reused(measured):
     told = []
     conv_choice.traced(lower, told.append)
-    assert measured == [L1, L2]  # the 1x1 layer is not measured
+    assert measured == [L1, L2] * len(LIBS)  # the 1x1 layer is not measured
     assert told and "2 convolution layer(s)" in told[0]
     stored = json.loads(conv_choice.current_file().read_text())
     entries = stored[conv_choice.machine()]
-    assert set(entries) == {L1.key, L2.key}
+    keys = {conv_choice.entry_key(la, lib) for la in (L1, L2) for lib in LIBS}
+    assert set(entries) == keys and L1.key in keys
     for layer in (L1, L2):
-        e = entries[layer.key]
-        assert set(e["ms"]) == set(layer.variants()) and all(t > 0 for t in e["ms"].values())
-        assert e["choice"] == conv_choice.pick(layer, e["ms"])
+        for lib in LIBS:
+            e = entries[conv_choice.entry_key(layer, lib)]
+            assert set(e["ms"]) == set(layer.variants()) and all(t > 0 for t in e["ms"].values())
+            assert e["choice"] == conv_choice.pick(layer, e["ms"])
     conv_choice.traced(lower)  # the same process again
     conv_choice.use_file(conv_choice.current_file())  # forgets this process's memory
     told.clear()
     conv_choice.traced(lower, told.append)  # a later run: the file alone
-    assert measured == [L1, L2] and told == []
+    assert measured == [L1, L2] * len(LIBS) and told == []
 
 
 def test_the_traced_function_computes_each_layer_by_its_stored_choice(measured):
     path = conv_choice.current_file()
-    _write(path, {L1.key: "xla", L2.key: "xla"})
-    assert ops(conv_choice.traced(lower)) == (2, 1)
-    _write(path, {L1.key: "dot", L2.key: "dot"})
+    _write(path, {L1: "xla", L2: "xla"}, eigen_ms=1.0)
+    assert ops(traced(lower)) == (2, 1)
+    _write(path, {L1: "dot", L2: "dot"}, eigen_ms=1.0)
     conv_choice.use_file(path)
-    assert ops(conv_choice.traced(lower)) == (0, 3)
-    _write(path, {L1.key: "dot", L2.key: "winograd"})  # not a variant: L2 falls back to its rule
+    assert ops(traced(lower)) == (0, 3)
+    _write(path, {L1: "dot", L2: "winograd"}, eigen_ms=1.0)  # not a variant: the rule
     conv_choice.use_file(path)
-    assert L2.rule() == "xla" and ops(conv_choice.traced(lower)) == (1, 2)
+    assert L2.rule() == "xla" and ops(traced(lower)) == (1, 2)
     assert measured == []
 
 
@@ -92,12 +113,13 @@ def test_another_machines_choices_and_a_broken_file_are_not_used(measured):
     path = conv_choice.current_file()
     path.write_text(json.dumps({"another CPU": {L1.key: {"choice": "dot"}}}))
     conv_choice.traced(lower)
-    assert measured == [L1, L2]
+    assert measured == [L1, L2] * len(LIBS)
     assert set(json.loads(path.read_text())) == {"another CPU", conv_choice.machine()}
     path.write_text("{ not json")
     conv_choice.use_file(path)
     conv_choice.traced(lower)
-    assert len(measured) == 4 and conv_choice.machine() in json.loads(path.read_text())
+    assert len(measured) == 4 * len(LIBS)
+    assert conv_choice.machine() in json.loads(path.read_text())
 
 
 def test_nothing_is_measured_without_a_file_or_off_the_fast_implementation(measured, monkeypatch):
@@ -108,7 +130,7 @@ def test_nothing_is_measured_without_a_file_or_off_the_fast_implementation(measu
         return lower()
 
     with conv.conv_impl("xla"):
-        assert ops(conv_choice.traced(counted)) == (3, 0)
+        assert ops(traced(counted)) == (3, 0)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # auto: xla on accelerators
     conv_choice.traced(counted)
     monkeypatch.undo()
@@ -143,7 +165,13 @@ def test_a_fit_measures_its_layers_once_uses_them_and_reruns_bit_identically(tmp
     monkeypatch.setattr(
         conv_choice,
         "measure",
-        lambda la: asked.append(la) or {v: 1.0 if v == "dot" else 9.0 for v in la.variants()},
+        lambda la, lib: (
+            asked.append(la)
+            or {
+                v: (1.0 if v == "dot" else 9.0) / (1 if lib == "ynnpack" else 2)
+                for v in la.variants()
+            }
+        ),
     )
     before = conv_choice.current_file()
     conv_choice.use_file(tmp_path / conv_choice.FILE_NAME)
@@ -158,9 +186,11 @@ def test_a_fit_measures_its_layers_once_uses_them_and_reruns_bit_identically(tmp
         a = fit_problem(prob, p, seed=1)
         n = len(asked)
         assert n > 0 and all(la.tunable() for la in asked)
-        assert set(conv_choice.entries()) == {la.key for la in asked}
+        keys = {conv_choice.entry_key(la, lib) for la in asked for lib in LIBS}
+        assert set(conv_choice.entries()) == keys
         assert all(e["choice"] == "dot" for e in conv_choice.entries().values())
-        assert lowered and all(ops(x)[0] == 0 for x in lowered)  # no convolution left
+        assert lowered and all(ops(x)[0] == 0 for x, _ in lowered)  # no convolution left
+        assert all(o == conv.compiler_options("eigen") for _, o in lowered)  # Eigen timed faster
         conv_choice.use_file(conv_choice.current_file())
         b = fit_problem(prob, p, seed=1)
         assert len(asked) == n
@@ -179,10 +209,123 @@ def test_every_chunk_length_is_traced_with_the_choices_of_its_time(measured):
 
     counts = []
     for choice in ("xla", "dot"):
-        _write(path, {L1.key: choice, L2.key: choice})
+        _write(path, {L1: choice, L2: choice}, eigen_ms=1.0)
         conv_choice.use_file(path)
         for n in (1, 2):
             run, _ = compiled_chunk(step, n, jnp.float32(0), x)
             counts.append(run.as_text().count(" convolution("))
     assert counts[0] > 0 and counts[1] == 2 * counts[0]
     assert counts[2:] == [0, 0] and measured == []
+
+
+WIDE = jnp.full((3, 3, 32, 32), 0.01)
+L_WIDE = conv.Layer((1, 24, 24, 32), 3, 32, 1, 1, "f32")
+
+
+def conv_callers(text: str) -> list:
+    """For each convolution of an optimized HLO module: 'ENTRY' if the entry computation runs
+    it, else the name of the fusion instruction that calls its computation."""
+    callers, computation = [], None
+    for line in text.splitlines():
+        if line.endswith("{") and not line.startswith(" "):
+            computation = "ENTRY" if line.startswith("ENTRY") else line.split()[0]
+        elif " convolution(" in line:
+            if computation == "ENTRY":
+                callers.append("ENTRY")
+            else:
+                calls = re.compile(rf"calls={re.escape(computation)}(?![\w.])")
+                call = next(x for x in text.splitlines() if calls.search(x))
+                callers.append(call.split("=")[0].strip().lstrip("%").split(".")[0])
+    return callers
+
+
+def wide_step(state, batch):
+    # 32 channels: YNNPACK takes the convolution (it leaves those of <= 16 channels to XLA);
+    # its output not reduced (a YNNPACK reduction would take in the convolution too).
+    return state + 1.0, {"y": conv.conv2d(batch + state, WIDE, 1, 1)}
+
+
+@pytest.mark.skipif(len(LIBS) < 2, reason="this jaxlib offers one convolution library")
+@pytest.mark.parametrize("eigen_ms, library", [(0.5, "eigen"), (0.97, "ynnpack"), (2.0, "ynnpack")])
+def test_the_step_is_compiled_with_the_library_measured_faster(measured, eigen_ms, library):
+    # Eigen must beat XLA's default (1 ms per layer here) by more than the margin to be taken.
+    path, x = conv_choice.current_file(), np.ones(L_WIDE.shape, np.float32)
+    _write(path, {L_WIDE: "xla"}, eigen_ms=eigen_ms)
+    conv_choice.use_file(path)
+    assert conv_choice.library_for([L_WIDE, L_WIDE]) == library
+    lowered, options = conv_choice.traced(lambda: jax.jit(wide_step).lower(jnp.float32(0), x))
+    assert options == conv.compiler_options(library)
+    run, _ = compiled_chunk(wide_step, 1, jnp.float32(0), x)
+    assert conv_callers(run.as_text()) == (["ynn_fusion"] if library == "ynnpack" else ["ENTRY"])
+    assert measured == []
+
+
+@pytest.mark.skipif(len(LIBS) < 2, reason="this jaxlib offers one convolution library")
+def test_a_layer_untimed_under_a_library_keeps_xla_default(measured):
+    path = conv_choice.current_file()
+    _write(path, {L1: "xla", L2: "xla"})  # nothing stored under Eigen
+    conv_choice.use_file(path)
+    assert conv_choice.library_for([L1, L2]) == "ynnpack"
+
+
+def test_without_every_variant_only_each_rule_is_timed_under_each_library(tmp_path, monkeypatch):
+    before = conv_choice.current_file()
+    conv_choice.use_file(tmp_path / conv_choice.FILE_NAME, every_variant=False)
+    try:
+        told = []
+        conv_choice.traced(lower, told.append)
+        entries = conv_choice.entries()
+        assert set(entries) == {conv_choice.entry_key(la, lib) for la in (L1, L2) for lib in LIBS}
+        for la in (L1, L2):
+            for lib in LIBS:
+                e = entries[conv_choice.entry_key(la, lib)]
+                assert list(e["ms"]) == [la.rule()] and e["choice"] == la.rule()
+        assert "(its library)" in told[0]
+        # --measure-convs later: the same file, every variant now measured
+        conv_choice.use_file(conv_choice.current_file())
+        conv_choice.traced(lower)
+        assert set(conv_choice.entries()[L1.key]["ms"]) == set(L1.variants())
+    finally:
+        conv_choice.use_file(before)
+
+
+def test_timing_rules_alone_keeps_the_rules_even_where_variants_were_measured(measured):
+    path = conv_choice.current_file()
+    _write(path, {L1: "dot", L2: "dot"}, eigen_ms=1.0)  # an earlier --measure-convs run
+    conv_choice.use_file(path, every_variant=False)
+    assert L1.rule() == L2.rule() == "xla"
+    assert ops(traced(lower)) == (2, 1) and measured == []
+
+
+def test_a_variant_that_failed_does_not_get_its_layer_measured_again(tmp_path, monkeypatch):
+    # A variant that cannot run (out of memory, say) is left out of the times; the entry must
+    # still count as complete, or every later run would time the layer again.
+    asked = []
+    monkeypatch.setattr(
+        conv_choice,
+        "measure",
+        lambda la, lib: asked.append(la) or {v: 1.0 for v in la.variants() if v != "dot"},
+    )
+    before = conv_choice.current_file()
+    conv_choice.use_file(tmp_path / conv_choice.FILE_NAME)
+    try:
+        conv_choice.traced(lower)
+        n = len(asked)
+        assert n == 2 * len(LIBS)
+        conv_choice.use_file(conv_choice.current_file())  # a later run
+        conv_choice.traced(lower)
+        assert len(asked) == n
+    finally:
+        conv_choice.use_file(before)
+
+
+@pytest.mark.skipif(len(LIBS) < 2, reason="this jaxlib offers one convolution library")
+def test_a_process_keeps_the_library_it_chose_when_the_file_changes(measured):
+    path = conv_choice.current_file()
+    _write(path, {L1: "xla", L2: "xla"}, eigen_ms=0.5)
+    conv_choice.use_file(path)
+    assert conv_choice.traced(lower)[1] == conv.compiler_options("eigen")
+    _write(path, {L1: "xla", L2: "xla"}, eigen_ms=2.0)  # another process rewrote the times
+    assert conv_choice.traced(lower)[1] == conv.compiler_options("eigen")
+    conv_choice.use_file(path)  # a later run reads the new times
+    assert conv_choice.traced(lower)[1] == {}

@@ -242,8 +242,10 @@ def test_machine_and_step_variants_smoke():
 def test_conv_choices_smoke():
     r = _run("conv_choices.py", "--preset", "denoise-fast", "--side", 32, "--rounds", 1)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "| fixed rules |" in r.stdout and "| measured |" in r.stdout
-    assert "| layer | fixed rule | chosen |" in r.stdout
+    assert "| fixed rules, XLA's default library |" in r.stdout
+    assert "| fixed rules, library measured (" in r.stdout
+    assert "| measured, library measured (" in r.stdout
+    assert r.stdout.count("| layer | library | fixed rule | chosen |") == 2
 
 
 def test_profile_reference_smoke():

@@ -20,6 +20,12 @@ Precision, chosen with ``conv_precision`` (read while tracing, like the implemen
 (forward and both gradients) accumulates in float32 and returns float32, so parameters, their
 gradients and everything between the convolutions (BatchNorm, activations) stay float32.
 
+Library, a compile option (``compiler_options``): XLA's CPU backend runs convolutions with
+YNNPACK by default (``ynnpack``); ``eigen`` leaves them to XLA's own runtime convolution (Eigen's),
+matrix products and reductions staying with YNNPACK. Which is faster depends on the CPU: on an
+AVX2-only EPYC Eigen ran the largest layer's weight gradient 4.5x faster
+(``experiments/conv_parts.py --libraries``); ``dipjax.ops.conv_choice`` measures it per machine.
+
 Why (``python experiments/profile_step.py``): on XLA's CPU backend a 3x3, 128-channel
 convolution without padding (what every layer after a reflection pad is) runs its forward pass
 3-4x slower on a whole 128x128 or 256x256 map than the same convolution with zero padding, and
@@ -41,6 +47,10 @@ import jax.numpy as jnp
 
 Array = jax.Array
 CONV_IMPLS = ("auto", "xla", "fast", "dot")
+LIBRARIES = ("ynnpack", "eigen")  # XLA's default first
+# XLA's default list of operations handed to YNNPACK (jaxlib 0.10) without its convolutions;
+# tests/test_conv.py checks it against XLA's own "-individual_convolution".
+_YNN_WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
 PRECISIONS = ("f32", "bf16")
 SMALL_PIXELS = 64
 STRIP_PIXELS = 2048
@@ -159,6 +169,31 @@ def traced_with(fn, precision: str = "f32"):
             return fn(*args, **kwargs)
 
     return wrapped
+
+
+def compiler_options(library: str) -> dict:
+    """Options for ``Lowered.compile`` under which a CPU executable runs its convolutions with
+    ``library`` (one of ``LIBRARIES``): {} for XLA's default."""
+    if library not in LIBRARIES:
+        raise ValueError(f"convolution library must be one of {LIBRARIES}, got {library!r}")
+    if library == "ynnpack":
+        return {}
+    return {"xla_cpu_experimental_ynn_fusion_type": _YNN_WITHOUT_CONVOLUTIONS}
+
+
+@functools.lru_cache(maxsize=1)
+def libraries() -> tuple:
+    """The ``LIBRARIES`` this jaxlib offers on the default backend: both on a CPU whose XLA
+    takes the option, else XLA's default alone."""
+    if jax.default_backend() != "cpu":
+        return LIBRARIES[:1]
+    x = jax.ShapeDtypeStruct((1, 8, 8, 4), _F32)
+    w = jax.ShapeDtypeStruct((3, 3, 4, 4), _F32)
+    try:
+        jax.jit(lambda x, w: _xla(x, w, 1)).lower(x, w).compile(compiler_options("eigen"))
+    except Exception:  # noqa: BLE001 - an XLA without the option (older or newer jaxlib)
+        return LIBRARIES[:1]
+    return LIBRARIES
 
 
 def chosen_impl() -> str:

@@ -1,18 +1,27 @@
-"""Each convolution layer computed the way measured fastest on the running machine, the
-measurements kept in a file beside the compile cache.
+"""Each convolution layer computed the way measured fastest on the running machine, and the
+step's convolutions run by the library measured fastest there, the measurements kept in a file
+beside the compile cache.
 
 The fixed rules of ``conv.py`` (matrix products below ``SMALL_PIXELS`` output pixels, above it a
 padded-and-cropped forward pass with weight gradients in strips of ``STRIP_PIXELS``) were tuned
 on a few machines; another CPU can prefer one whole convolution, strips or matrix products.
 ``traced`` traces a step with the choices known for this machine, records its convolutions,
-and when some ``Layer.tunable`` layer has none, times every variant of it (forward pass and
-both gradients, jitted alone, the fastest of a few interleaved rounds), keeps the fastest (the
-fixed rule's when within 5 % of it), and traces again.
+and when some ``Layer.tunable`` layer has none, times it (forward pass and both gradients,
+jitted alone, the fastest of a few interleaved rounds) under each of ``conv.libraries()``
+(YNNPACK, XLA's default, and Eigen): every variant (``every_variant=True``, the command line's
+``--measure-convs``), keeping the fastest (the fixed rule's when within 5 % of it), or the rule's
+variant alone (``every_variant=False``, the command line's default: the rules stay, only the
+library is chosen). Since the library is an option of the whole compiled step, the step takes
+the library whose layers, each by its variant and counted as often as the step computes it,
+add up to less (XLA's default unless the other is faster by more than ``MARGIN``), traces
+again if that library's choices differ, and returns the options to compile with.
 Choices are stored per machine (CPU model and flags, CPUs available, jax and jaxlib versions,
-XLA_FLAGS) in the file ``use_file`` names (the command line, with ``--measure-convs``:
-``FILE_NAME`` in its compile cache) and measured once: later runs, and later steps with the
-same layers, read them. Off by default: on the machine it was measured on, the choices did not
-make the step faster (README, "Convolution variants measured on each machine").
+XLA_FLAGS) in the file ``use_file`` names (the command line: ``FILE_NAME`` in its compile
+cache) and measured once: later runs, and later steps with the same layers, read them; a
+process keeps the library and the variants it chose. Measuring every variant is opt-in: on
+the machines where it was tried the rules' choices were as fast (README, "Convolution variants
+measured on each machine"); the library was not (README, "Convolutions by Eigen where YNNPACK
+is slow"). Measuring the library costs 2-40 s once per machine and image size.
 
 The variants compute the same function up to float rounding, so a choice changes a fit's last
 digits, never its result beyond rounding; a run stays reproducible on one machine as long as
@@ -42,14 +51,28 @@ BUDGET_S = 0.5
 MARGIN = 0.05
 DOT_MAX_BYTES = 2**29
 _file: Optional[pathlib.Path] = None
-_memory: dict = {}  # layer key -> variant this process has used (measured or read)
+_every_variant = True
+_memory: dict = {}  # entry key -> entry this process has measured or used
+_libraries: dict = {}  # frozenset of layer keys -> library this process chose for them
+_last = [conv.LIBRARIES[0]]  # the library this process chose last (its next trace starts there)
 
 
-def use_file(path) -> None:
-    """Keep measured choices in ``path`` (JSON); None stops measuring (the fixed rules apply)."""
-    global _file
+def use_file(path, every_variant: bool = True) -> None:
+    """Keep measured choices in ``path`` (JSON); None stops measuring (the fixed rules and
+    XLA's default library apply). ``every_variant=False``: time only each layer's rule
+    variant, under each library (the library is chosen, the variants stay the rules')."""
+    global _file, _every_variant
     _file = None if path is None else pathlib.Path(path)
+    _every_variant = every_variant
     _memory.clear()
+    _libraries.clear()
+    _last[0] = conv.LIBRARIES[0]
+
+
+def entry_key(layer: conv.Layer, library: str) -> str:
+    """The layer's name in the file: ``Layer.key``, with the library appended unless it is
+    XLA's default (so files written before libraries were measured stay valid)."""
+    return layer.key if library == conv.LIBRARIES[0] else f"{layer.key} {library}"
 
 
 def current_file() -> Optional[pathlib.Path]:
@@ -78,20 +101,24 @@ def machine() -> str:
     return f"{model} flags:{digest} cpus:{cpus} jax:{jax.__version__} jaxlib:{jaxlib.__version__}"
 
 
-def _grads(layer: conv.Layer, variant: str):
-    """jit((x, w) -> both gradients of sum(y * y)), y the layer computed by ``variant``."""
+def _grads(layer: conv.Layer, variant: str, x, w, library: str = "ynnpack"):
+    """(x, w) -> both gradients of sum(y * y), y the layer computed by ``variant``, compiled
+    with ``library``'s options."""
 
     def loss(x, w):
         y = conv.conv_variant(x, w, layer.stride, layer.padding, variant, layer.precision)
         return jnp.sum(y * y)
 
-    return jax.jit(jax.grad(loss, argnums=(0, 1)))
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return grads.lower(x, w).compile(conv.compiler_options(library))
 
 
 def candidates(layer: conv.Layer) -> tuple:
     """The variants worth timing: all of ``layer.variants()`` but a matrix product whose patch
     tensor (k*k times the input) would exceed ``DOT_MAX_BYTES`` (the fit itself never builds
-    it unless the rule does)."""
+    it unless the rule does); only the rule's when the file in use times rules alone."""
+    if not _every_variant:
+        return (layer.rule(),)
     n, h, w, c = layer.shape
     ho, wo = layer.out_hw
     patch_bytes = 4 * n * ho * wo * layer.k * layer.k * c
@@ -99,12 +126,17 @@ def candidates(layer: conv.Layer) -> tuple:
     return tuple(v for v in layer.variants() if not (big and v == "dot"))
 
 
-def measure(layer: conv.Layer, rounds: Optional[int] = None, budget_s: Optional[float] = None):
-    """{variant: milliseconds} for every candidate variant of ``layer``: its forward pass and
-    both gradients, jitted alone, the fastest of ``rounds`` rounds (default ``ROUNDS``; more,
-    up to ``budget_s`` seconds (``BUDGET_S``), for fast layers) that each time every variant
-    once, so that the machine's slow moments fall on all of them. A variant that fails to
-    compile or run (memory) is left out."""
+def measure(
+    layer: conv.Layer,
+    library: str = "ynnpack",
+    rounds: Optional[int] = None,
+    budget_s: Optional[float] = None,
+):
+    """{variant: milliseconds} for every candidate variant of ``layer`` compiled with
+    ``library``: its forward pass and both gradients, jitted alone, the fastest of ``rounds``
+    rounds (default ``ROUNDS``; more, up to ``budget_s`` seconds (``BUDGET_S``), for fast
+    layers) that each time every variant once, so that the machine's slow moments fall on all
+    of them. A variant that fails to compile or run (memory) is left out."""
     rounds = ROUNDS if rounds is None else rounds
     budget_s = BUDGET_S if budget_s is None else budget_s
     x = jnp.ones(layer.shape, jnp.float32)
@@ -112,7 +144,7 @@ def measure(layer: conv.Layer, rounds: Optional[int] = None, budget_s: Optional[
     fns = {}
     for v in candidates(layer):
         try:
-            f = _grads(layer, v)
+            f = _grads(layer, v, x, w, library)
             jax.block_until_ready(f(x, w))
             fns[v] = f
         except Exception:  # noqa: BLE001 - e.g. out of memory: that variant is not an option
@@ -167,47 +199,89 @@ def _save(path: pathlib.Path, data: dict) -> None:
 
 
 def entries(path=None) -> dict:
-    """{layer key: {'choice': variant, 'ms': {variant: ms}}} stored for this machine in ``path``
-    (default: the file in use)."""
+    """{entry key: {'choice': variant, 'ms': {variant: ms}}} stored for this machine in
+    ``path`` (default: the file in use); see ``entry_key``."""
     path = path or _file
     stored = _load(pathlib.Path(path)).get(machine(), {}) if path else {}
     return {k: e for k, e in stored.items() if isinstance(e, dict) and "choice" in e}
 
 
-def known() -> Optional[dict]:
-    """{layer key: variant} for this machine: the file's, with what this process has used first
-    (a process never switches a layer's variant, even when another one rewrites the file);
-    None when no file is in use."""
-    if _file is None:
+def layers_measured(path=None) -> set:
+    """The ``Layer.key`` of every layer measured on this machine in ``path`` (default: the file
+    in use), under any library."""
+    keys = set(entries(path))
+    for lib in conv.LIBRARIES[1:]:
+        keys = {k[: -len(lib) - 1] if k.endswith(f" {lib}") else k for k in keys}
+    return keys
+
+
+def _complete(layer: conv.Layer, entry) -> bool:
+    """Whether a stored entry holds what the file in use measures: a choice, and with every
+    variant measured, every candidate timed (or tried: variants that failed are not)."""
+    if not (isinstance(entry, dict) and "choice" in entry):
+        return False
+    timed = set(entry.get("ms") or {})
+    return not _every_variant or entry.get("every_variant") or set(candidates(layer)) <= timed
+
+
+def _stored() -> dict:
+    """The file's entries for this machine, with this process's own first (what it measured
+    or used: a process never switches a layer's variant, even when another one rewrites the
+    file, and keeps what it measured when the file cannot be written)."""
+    return {**entries(), **_memory}
+
+
+def _in(key: str, library: str) -> bool:
+    """Whether an entry key names a layer measured under ``library``."""
+    others = [lib for lib in conv.LIBRARIES[1:] if key.endswith(f" {lib}")]
+    return others == [library] if library != conv.LIBRARIES[0] else not others
+
+
+def known(library: str = "ynnpack") -> Optional[dict]:
+    """{layer key: variant} for this machine under ``library``, from ``_stored``; None when no
+    file is in use, or when it times rules alone (``every_variant=False``: the rules apply)."""
+    if _file is None or not _every_variant:
         return None
-    return {**{k: e["choice"] for k, e in entries().items()}, **_memory}
+    tail = "" if library == conv.LIBRARIES[0] else f" {library}"
+    return {k[: len(k) - len(tail)]: e["choice"] for k, e in _stored().items() if _in(k, library)}
 
 
-def missing(layers) -> list:
-    """The distinct tunable ``layers`` with no known choice."""
-    table = known() or {}
-    return [la for la in dict.fromkeys(layers) if la.tunable() and la.key not in table]
+def missing(layers, library: str = "ynnpack") -> list:
+    """The distinct tunable ``layers`` with no complete entry under ``library``."""
+    stored = _stored()
+    return [
+        la
+        for la in dict.fromkeys(layers)
+        if la.tunable() and not _complete(la, stored.get(entry_key(la, library)))
+    ]
 
 
 def measure_missing(layers, report=None) -> None:
-    """Measure every layer of ``missing(layers)`` and keep its fastest variant in the file (a
-    layer another process stored meanwhile keeps that process's choice). ``report(message)`` is
-    told first, and told when the file cannot be written."""
-    todo = missing(layers)
-    if not todo or _file is None:
+    """Measure every layer of ``missing(layers, library)`` under each available library and
+    keep its fastest variant in the file (an entry another process completed meanwhile keeps
+    that process's choice). ``report(message)`` is told first, and told when the file cannot
+    be written (the process then keeps its measurements to itself)."""
+    todo = {lib: missing(layers, lib) for lib in conv.libraries()} if _file is not None else {}
+    count = len({la for las in todo.values() for la in las})
+    if not count:
         return
     if report is not None:
-        report(f"measuring {len(todo)} convolution layer(s) on this machine once ({_file})")
+        what = "" if _every_variant else " (its library)"
+        report(f"measuring {count} convolution layer(s){what} on this machine once ({_file})")
     here, measured = machine(), {}
-    for la in todo:
-        ms = measure(la)
-        measured[la.key] = {"choice": pick(la, ms), "ms": ms}
+    for lib, las in todo.items():
+        for la in las:
+            ms = measure(la, lib)
+            entry = {"choice": pick(la, ms), "ms": ms}
+            if _every_variant:
+                entry["every_variant"] = True
+            measured[entry_key(la, lib)] = (la, entry)
     stored = _load(_file)  # re-read: another run may have added layers meanwhile
     mine = stored.setdefault(here, {})
-    for key, entry in measured.items():
-        if not (isinstance(mine.get(key), dict) and "choice" in mine[key]):
+    for key, (la, entry) in measured.items():
+        if not _complete(la, mine.get(key)):
             mine[key] = entry
-        _memory[key] = mine[key]["choice"]
+        _memory[key] = mine[key]
     try:
         _save(_file, stored)
     except OSError as e:
@@ -215,18 +289,54 @@ def measure_missing(layers, report=None) -> None:
             report(f"cannot keep the measurements in {_file} ({e.strerror or e})")
 
 
+def library_for(layers) -> str:
+    """The library whose stored times for ``layers`` (each tunable one as often as it appears,
+    by its chosen variant, or its rule's when the file times rules alone) add up to least;
+    XLA's default unless another is faster by more than ``MARGIN``, or when some layer has no
+    time under it. A process keeps the library it chose for a set of layers."""
+    tunable = [la for la in layers if la.tunable()]
+    remembered = frozenset(la.key for la in tunable)
+    if remembered in _libraries:
+        return _libraries[remembered]
+    stored, totals = _stored(), {}
+    for lib in conv.libraries():
+        total = 0.0
+        for la in tunable:
+            e = stored.get(entry_key(la, lib)) or {}
+            choice = e.get("choice") if _every_variant else la.rule()
+            total += (e.get("ms") or {}).get(choice, float("nan"))
+        if total == total:  # no NaN: every layer timed
+            totals[lib] = total
+    default, best = conv.LIBRARIES[0], min(totals, key=totals.get, default=None)
+    chosen = best if best and totals[best] * (1 + MARGIN) < totals.get(default, 0.0) else default
+    _libraries[remembered] = chosen
+    return chosen
+
+
 def traced(trace, report=None):
     """``trace()`` (a function that traces convolutions, e.g. lowers a jitted step) run with
-    the known choices; when it met tunable layers with none, they are measured and it runs
-    again with them. Returns what the last ``trace()`` returned."""
+    the known choices; tunable layers it met with none are measured (under every library),
+    the library is chosen for its layers (``library_for``), and it runs again when that
+    library's choices for them differ from those it was traced with. Returns (what the last
+    ``trace()`` returned, the options to compile it with: ``conv.compiler_options`` of that
+    library)."""
     if _file is None:
-        return trace()
-    table = known()
+        return trace(), {}
+    first = _last[0]
+    table = known(first)
     with conv.recording() as seen, conv.conv_choices(table):
         out = trace()
-    _memory.update({la.key: table[la.key] for la in seen if la.key in table})
-    if not missing(seen):
-        return out
     measure_missing(seen, report)
-    with conv.conv_choices(known()):
-        return trace()
+    library = library_for(seen)
+    chosen = known(library)
+    stored = _stored()
+    for la in seen:  # this process keeps these entries (and so these choices) from now on
+        key = entry_key(la, library)
+        if key not in _memory and key in stored:
+            _memory[key] = stored[key]
+    keys = {la.key for la in seen}
+    if any((table or {}).get(k) != (chosen or {}).get(k) for k in keys):
+        with conv.conv_choices(chosen):
+            out = trace()
+    _last[0] = library
+    return out, conv.compiler_options(library)
