@@ -23,7 +23,7 @@ gradients and everything between the convolutions (BatchNorm, activations) stay 
 Library, a compile option (``compiler_options``): XLA's CPU backend runs convolutions with
 YNNPACK by default (``ynnpack``); ``eigen`` leaves them to XLA's own runtime convolution (Eigen's),
 matrix products and reductions staying with YNNPACK. Which is faster depends on the CPU: on an
-AVX2-only EPYC Eigen ran the largest layer's weight gradient 4.5x faster
+AVX2-only EPYC Eigen ran the largest layer's weight gradient 5x faster
 (``experiments/conv_parts.py --libraries``); ``dipjax.ops.conv_choice`` measures it per machine.
 
 Why (``python experiments/profile_step.py``): on XLA's CPU backend a 3x3, 128-channel

@@ -206,13 +206,18 @@ def entries(path=None) -> dict:
     return {k: e for k, e in stored.items() if isinstance(e, dict) and "choice" in e}
 
 
+def _split(key: str) -> tuple:
+    """An entry key's (``Layer.key``, library): ``entry_key`` undone."""
+    for lib in conv.LIBRARIES[1:]:
+        if key.endswith(f" {lib}"):
+            return key[: -len(lib) - 1], lib
+    return key, conv.LIBRARIES[0]
+
+
 def layers_measured(path=None) -> set:
     """The ``Layer.key`` of every layer measured on this machine in ``path`` (default: the file
     in use), under any library."""
-    keys = set(entries(path))
-    for lib in conv.LIBRARIES[1:]:
-        keys = {k[: -len(lib) - 1] if k.endswith(f" {lib}") else k for k in keys}
-    return keys
+    return {_split(k)[0] for k in entries(path)}
 
 
 def _complete(layer: conv.Layer, entry) -> bool:
@@ -231,19 +236,13 @@ def _stored() -> dict:
     return {**entries(), **_memory}
 
 
-def _in(key: str, library: str) -> bool:
-    """Whether an entry key names a layer measured under ``library``."""
-    others = [lib for lib in conv.LIBRARIES[1:] if key.endswith(f" {lib}")]
-    return others == [library] if library != conv.LIBRARIES[0] else not others
-
-
 def known(library: str = "ynnpack") -> Optional[dict]:
     """{layer key: variant} for this machine under ``library``, from ``_stored``; None when no
     file is in use, or when it times rules alone (``every_variant=False``: the rules apply)."""
     if _file is None or not _every_variant:
         return None
-    tail = "" if library == conv.LIBRARIES[0] else f" {library}"
-    return {k[: len(k) - len(tail)]: e["choice"] for k, e in _stored().items() if _in(k, library)}
+    split = {_split(k): e["choice"] for k, e in _stored().items()}
+    return {key: choice for (key, lib), choice in split.items() if lib == library}
 
 
 def missing(layers, library: str = "ynnpack") -> list:
