@@ -225,7 +225,10 @@ class RunWriter:
             device={"platform": dev.platform, "kind": dev.device_kind, "count": jax.device_count()},
         )
         if run is not None:
+            from dipjax.ops import conv_choice
+
             out.update(
+                conv_library=conv_choice.chosen() or None,
                 strategy=run.strategy,
                 batches=run.batches,
                 devices=run.devices,

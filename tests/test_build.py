@@ -1,13 +1,17 @@
 """The compiled pieces around the step: the render compiled without LLVM's optimiser computes the
-net's forward pass as the default compilation does, up to float rounding."""
+net's forward pass as the default compilation does, up to float rounding; the initialisation and
+the input, compiled at LLVM's lighter level, give the default compilation's bits."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import smooth_image, tiny_preset
 
-from dipjax import api, build
+from dipjax import api, build, inputs
 from dipjax.ops import conv
+from dipjax.presets import get_preset
+from dipjax.step import init_state
 
 
 def test_the_render_matches_the_default_compiled_forward_pass():
@@ -21,6 +25,28 @@ def test_the_render_matches_the_default_compiled_forward_pass():
     assert got.shape == want.shape == (1, 32, 32, 3)
     assert np.abs(want - 0.5).max() > 1e-3  # a real output, not a constant
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "superres-fast"])
+def test_the_initialisation_and_input_compiled_lighter_are_the_default_bits(preset):
+    # The default: the input drawn op by op, the initialisation jitted without options.
+    p = tiny_preset("denoise") if preset == "tiny" else get_preset(preset).replace(demo_side=64)
+    prob = api.prepare(p.task, p, smooth_image(32, 32) if preset == "tiny" else None)
+    net, z, _ = build.problem_arrays(prob, p, 3)
+    want_z = inputs.make_input(
+        jax.random.fold_in(jax.random.key(3), 1), p.input_kind, p.input_depth, z.shape[1:3]
+    )
+    assert z.shape == want_z.shape and np.array_equal(np.asarray(z), np.asarray(want_z))
+    tx = build.make_optimizer(p.lr, p.weight_decay)
+    got = build._jitted_init(net, tx, 0, False)(jax.random.key(3), z)
+    want = jax.jit(lambda k, x: init_state(net, tx, k, x, 0, False))(jax.random.key(3), z)
+    data = lambda a: (
+        jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key) else a
+    )
+    leaves = jax.tree_util.tree_leaves((got, want))
+    assert len(leaves) > 20
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        assert np.array_equal(np.asarray(data(a)), np.asarray(data(b)))
 
 
 def test_bf16_net_is_the_float32_net_within_its_bounds():

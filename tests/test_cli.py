@@ -95,6 +95,7 @@ def test_summary_fields(run_dir):
         "step_s",
         "timing",
         "strategy",
+        "conv_library",
         "groups",
         "batches",
     ):
@@ -358,7 +359,6 @@ def test_second_run_loads_its_steps_from_the_compile_cache(small_png, tmp_path):
                 "--chunk",
                 "2",
                 "--quiet",
-                "--measure-convs",
                 "--out",
                 str(tmp_path / f"o{k}"),
             ],
@@ -368,8 +368,11 @@ def test_second_run_loads_its_steps_from_the_compile_cache(small_png, tmp_path):
             env=env,
         )
         assert r.returncode == 0, r.stderr
-        # the convolution layers are measured by the first run only, and kept in the cache
-        assert ("convolution layer(s) on this machine once" in r.stderr) == (k == 0), r.stderr
+        # the convolution layers (their library) are measured by the first run only, and kept
+        # in the cache
+        assert ("convolution layer(s) (its library) on this machine once" in r.stderr) == (
+            k == 0
+        ), r.stderr
         runs.append(json.loads((tmp_path / f"o{k}" / "summary.json").read_text()))
     first, second = (s["timing"]["compile"] for s in runs)
     # loading from the cache still lowers (traces) the step and reads the executable
@@ -419,9 +422,17 @@ def test_a_run_measures_its_convolution_library_once_and_compiles_with_it(
         entries = conv_choice.entries(tmp_path / "cache" / conv_choice.FILE_NAME)
         assert len(entries) == 2 * len(layers)
         assert conv.compiler_options("eigen") in libraries  # the step compiled with Eigen
+        assert json.loads((tmp_path / "a" / "summary.json").read_text())["conv_library"] == [
+            "eigen"
+        ]
         n = len(timed)
         assert fit.main(argv + ["--out", str(tmp_path / "b")]) == 0
         assert "on this machine once" not in capsys.readouterr().err and len(timed) == n
+        # --measure-convs: the same layers again, now every variant
+        assert fit.main(argv + ["--out", str(tmp_path / "c"), "--measure-convs"]) == 0
+        assert "convolution layer(s) on this machine once" in capsys.readouterr().err
+        entries = conv_choice.entries(tmp_path / "cache" / conv_choice.FILE_NAME)
+        assert len(timed) == 2 * n and all(e.get("every_variant") for e in entries.values())
     finally:
         conv_choice.use_file(None)
 

@@ -329,3 +329,35 @@ def test_a_process_keeps_the_library_it_chose_when_the_file_changes(measured):
     assert conv_choice.traced(lower)[1] == conv.compiler_options("eigen")
     conv_choice.use_file(path)  # a later run reads the new times
     assert conv_choice.traced(lower)[1] == {}
+
+
+def test_runs_started_together_measure_one_after_the_other(tmp_path, monkeypatch):
+    # The second run waits for the first's measurements (lock file), then finds nothing missing:
+    # measuring at once, each would time the other's load.
+    import threading
+
+    conv_choice.use_file(tmp_path / conv_choice.FILE_NAME, every_variant=False)
+    started, release, calls, told = threading.Event(), threading.Event(), [], []
+
+    def fake(la, lib="ynnpack"):
+        calls.append((la, lib))
+        started.set()
+        assert release.wait(30)
+        return {la.rule(): 1.0}
+
+    monkeypatch.setattr(conv_choice, "measure", fake)
+    first = threading.Thread(target=conv_choice.measure_missing, args=([L1, L2],))
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=conv_choice.measure_missing, args=([L1, L2], told.append))
+    second.start()
+    second.join(1.0)
+    try:
+        assert second.is_alive() and len(calls) == 1  # waiting on the first, measuring nothing
+    finally:
+        release.set()
+        first.join(30)
+        second.join(30)
+    assert sorted(calls, key=str) == sorted([(la, lib) for la in (L1, L2) for lib in LIBS], key=str)
+    assert told == ["waiting for another process measuring convolutions on this machine"]
+    assert len(conv_choice.entries()) == 2 * len(LIBS)

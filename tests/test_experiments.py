@@ -270,23 +270,25 @@ def test_host_memory_speed_smoke(tmp_path):
 
 
 def test_written_gradients_smoke():
-    r = _run("written_gradients.py", "--side", 64, "--rounds", 1, "--only", "all", "dot", "affine")
+    r = _run("written_gradients.py", "--side", 64, "--rounds", 1, "--only", "all")
     assert r.returncode == 0, r.stderr[-2000:]
     rows = {
         line.split("|")[1].strip(): line.split("|")
         for line in r.stdout.splitlines()
         if line.startswith("| ") and "ms" not in line
     }
-    assert set(rows) == {"written out", "all by autodiff", "dot by autodiff", "affine by autodiff"}
+    assert set(rows) == {"written out", "all by autodiff"}
     # the written-out gradients write fewer full-resolution arrays than JAX's own
-    written, autodiff, some, affine = (int(rows[k][4]) for k in rows)
-    assert written < some < autodiff and written < affine
+    written, autodiff = (int(rows[k][4]) for k in rows)
+    assert 0 < written < autodiff
     bad = _run("written_gradients.py", "--only", "dot+nothing")
     assert bad.returncode == 2 and "--only dot+nothing" in bad.stderr
 
 
 def test_step_page_faults_smoke():
-    r = _run("step_page_faults.py", "--side", 64, "--steps", 1, "--pairs", 1)
+    r = _run(
+        "step_page_faults.py", "--preset", "denoise-fast", "--side", 32, "--steps", 1, "--pairs", 1
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| ")]
     assert [row[0].strip() for row in rows[1:]] == ["keep", "keep, thread arenas", "system"]

@@ -30,6 +30,7 @@ the file keeps its choices. The final render and snapshots keep the fixed rules.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -38,7 +39,7 @@ import pathlib
 import platform
 import tempfile
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,7 @@ import jax.numpy as jnp
 from dipjax.ops import conv
 
 FILE_NAME = "conv_choices.json"
+LOCK_NAME = ".conv_choices.lock"
 ROUNDS = 3
 BUDGET_S = 0.5
 MARGIN = 0.05
@@ -255,12 +257,50 @@ def missing(layers, library: str = "ynnpack") -> list:
     ]
 
 
+@contextlib.contextmanager
+def _one_at_a_time(report=None) -> Iterator[None]:
+    """Hold an exclusive lock on a file beside the choices file, so that runs started together
+    on one machine (``--distributed`` processes, two fits) measure one after the other, not
+    at once (each would time the others' load). No lock where the file cannot be made."""
+    import fcntl
+
+    try:
+        _file.parent.mkdir(parents=True, exist_ok=True)
+        f = open(_file.parent / LOCK_NAME, "a")
+    except OSError:
+        yield
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if report is not None:
+                report("waiting for another process measuring convolutions on this machine")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def measure_missing(layers, report=None) -> None:
     """Measure every layer of ``missing(layers, library)`` under each available library and
     keep its fastest variant in the file (an entry another process completed meanwhile keeps
-    that process's choice). ``report(message)`` is told first, and told when the file cannot
-    be written (the process then keeps its measurements to itself)."""
-    todo = {lib: missing(layers, lib) for lib in conv.libraries()} if _file is not None else {}
+    that process's choice; processes measure one at a time). ``report(message)`` is told
+    first, and told when the file cannot be written (the process then keeps its measurements
+    to itself)."""
+
+    def todo():
+        return {lib: missing(layers, lib) for lib in conv.libraries()} if _file else {}
+
+    if not any(todo().values()):
+        return
+    with _one_at_a_time(report):
+        _measure(todo(), report)
+
+
+def _measure(todo: dict, report) -> None:
+    """Time ``todo``'s {library: layers} and add them to the file."""
     count = len({la for las in todo.values() for la in las})
     if not count:
         return
@@ -310,6 +350,12 @@ def library_for(layers) -> str:
     chosen = best if best and totals[best] * (1 + MARGIN) < totals.get(default, 0.0) else default
     _libraries[remembered] = chosen
     return chosen
+
+
+def chosen() -> list:
+    """The libraries this process's steps were compiled with by ``traced`` (sorted; empty when
+    nothing was measured: XLA's default then ran them)."""
+    return sorted(set(_libraries.values()))
 
 
 def traced(trace, report=None):
