@@ -1,7 +1,7 @@
 """Page faults and system time of a fit step, under each way of keeping freed host memory.
 
     python experiments/step_page_faults.py [--preset denoise] [--side 256] [--steps 8]
-        [--pairs 2]
+        [--pairs 2] [--settings keep system ...]
 
 Each setting runs the preset's one-step chunk (on the packaged image's top-centre side x side
 crop) in its own process, ``--pairs`` times, alternating, so that the machine's drift falls on
@@ -80,14 +80,15 @@ def main(argv=None):
     ap.add_argument("--side", type=int, default=256)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--pairs", type=int, default=2)
+    ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.preset, args.side, args.steps)))
         return
-    runs = {name: [] for name in SETTINGS}
+    runs = {name: [] for name in args.settings}
     for _ in range(args.pairs):
-        for name, env in SETTINGS.items():
+        for name, env in ((n, SETTINGS[n]) for n in args.settings):
             base = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
             cmd = [sys.executable, __file__, "--worker", "--preset", args.preset]
             cmd += ["--side", str(args.side), "--steps", str(args.steps)]
