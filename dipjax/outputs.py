@@ -228,7 +228,7 @@ class RunWriter:
             from dipjax.ops import conv_choice
 
             out.update(
-                conv_library=conv_choice.chosen() or None,
+                conv_library=conv_choice.libraries_used() or None,
                 strategy=run.strategy,
                 batches=run.batches,
                 devices=run.devices,

@@ -361,3 +361,13 @@ def test_runs_started_together_measure_one_after_the_other(tmp_path, monkeypatch
     assert sorted(calls, key=str) == sorted([(la, lib) for la in (L1, L2) for lib in LIBS], key=str)
     assert told == ["waiting for another process measuring convolutions on this machine"]
     assert len(conv_choice.entries()) == 2 * len(LIBS)
+
+
+def test_a_run_records_the_library_only_of_steps_with_measured_layers(measured):
+    # A step with no tunable layer (a 1x1 convolution: a product by rule) chose nothing.
+    w = jnp.full((1, 1, 4, 3), 0.1)
+    conv_choice.traced(lambda: jax.jit(lambda x: conv.conv2d(x, w)).lower(X))
+    assert conv_choice.libraries_used() == [] and measured == []
+    _write(conv_choice.current_file(), {L1: L1.rule(), L2: L2.rule()}, eigen_ms=0.5)
+    conv_choice.traced(lower)
+    assert conv_choice.libraries_used() == (["eigen"] if "eigen" in LIBS else ["ynnpack"])

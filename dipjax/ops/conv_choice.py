@@ -258,29 +258,32 @@ def missing(layers, library: str = "ynnpack") -> list:
 
 
 @contextlib.contextmanager
-def _one_at_a_time(report=None) -> Iterator[None]:
-    """Hold an exclusive lock on a file beside the choices file, so that runs started together
-    on one machine (``--distributed`` processes, two fits) measure one after the other, not
-    at once (each would time the others' load). No lock where the file cannot be made."""
+def _one_at_a_time(folder: pathlib.Path, report=None) -> Iterator[None]:
+    """Hold an exclusive lock on a file in ``folder`` (the choices file's), so that runs that
+    share the file and start together (``--distributed`` processes on one host, two fits)
+    measure one after the other, not at once (each would time the others' load). Without a
+    lock where the file cannot be made or locked (a file system without ``flock``)."""
     import fcntl
 
+    fd = None
     try:
-        _file.parent.mkdir(parents=True, exist_ok=True)
-        f = open(_file.parent / LOCK_NAME, "a")
-    except OSError:
-        yield
-        return
-    with f:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
             if report is not None:
                 report("waiting for another process measuring convolutions on this machine")
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+        fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def measure_missing(layers, report=None) -> None:
@@ -295,7 +298,7 @@ def measure_missing(layers, report=None) -> None:
 
     if not any(todo().values()):
         return
-    with _one_at_a_time(report):
+    with _one_at_a_time(_file.parent, report):
         _measure(todo(), report)
 
 
@@ -352,10 +355,10 @@ def library_for(layers) -> str:
     return chosen
 
 
-def chosen() -> list:
-    """The libraries this process's steps were compiled with by ``traced`` (sorted; empty when
-    nothing was measured: XLA's default then ran them)."""
-    return sorted(set(_libraries.values()))
+def libraries_used() -> list:
+    """The libraries this process chose for steps with tunable layers (``traced``; sorted):
+    empty when none had any or nothing was measured (XLA's default then ran them)."""
+    return sorted({lib for keys, lib in _libraries.items() if keys})
 
 
 def traced(trace, report=None):
