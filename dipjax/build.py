@@ -22,7 +22,7 @@ from dipjax.inputs import make_input
 from dipjax.io import InputError
 from dipjax.ops import conv
 from dipjax.presets import Preset, net_with_io
-from dipjax.step import FitState, init_state, make_optimizer, make_step
+from dipjax.step import FitState, forward, init_state, make_optimizer, make_step
 
 
 def problem_arrays(problem, preset: Preset, seed: int):
@@ -199,7 +199,7 @@ class Setup:
 
 @functools.lru_cache(maxsize=16)
 def _renderer(net, stacked: bool, mesh, precision: str = "f32"):
-    render = conv.traced_with(lambda p, z: net.apply({"params": p}, z), precision)
+    render = conv.traced_with(functools.partial(forward, net), precision)
     if not stacked:
         return jax.jit(render, compiler_options=_one_shot_options())
     render = jax.vmap(render)

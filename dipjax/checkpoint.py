@@ -97,9 +97,15 @@ class Checkpointer:
 
         mgr = self._mgr()
         target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _to_tree(like))
-        tree = mgr.restore(
-            mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
-        )["state"]
+        try:
+            tree = mgr.restore(
+                mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+            )["state"]
+        except ValueError as e:  # orbax: the stored tree's structure or shapes differ
+            raise InputError(
+                f"{self.root}: the checkpoint's state is not shaped like this run's (written by "
+                f"another version of dipjax?): {str(e).splitlines()[0]}; nothing was resumed"
+            ) from None
         # Restored arrays are committed to their device; a fresh state is not. Match ``like``,
         # or the chunk lowers to a different program and misses the compile cache.
         tree = jax.tree_util.tree_map(

@@ -9,6 +9,8 @@ when known, ``gt`` (1, H, W, C); all float32.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import time
 from typing import Callable, Optional
 
@@ -26,7 +28,8 @@ from dipjax.problem import Measure, loss_fn, total_variation
 
 @flax.struct.dataclass
 class FitState:
-    """params/opt_state: the generator's weights and Adam's state (learning rate inside);
+    """params/opt_state: the generator's weights as one float32 vector (``flatten_params``) and
+    Adam's state over it (learning rate inside);
     step: iterations done; key: the fit's root key (step keys are ``fold_in(key, step)``);
     out_avg: moving average of the outputs (1, H, W, C); saved_*: the last good parameters, for
     backtracking and divergence; last_psnr: the fit PSNR at the last check; es: the early-stopping
@@ -43,6 +46,39 @@ class FitState:
     last_psnr: jax.Array
     es: dict = dataclasses.field(default_factory=dict)
     post: dict = dataclasses.field(default_factory=dict)
+
+
+def flatten_params(tree) -> jax.Array:
+    """A parameter tree as one float32 vector (N,), its leaves in ``tree_leaves`` order.
+
+    The fit state keeps the weights so: Adam's update, the rollback and the saved copy are then a
+    few operations on one array instead of a few per leaf (a step of the denoising net compiled
+    hundreds of kernels fewer, ``experiments/compile_times.py``)."""
+    return jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+
+
+@functools.lru_cache(maxsize=32)
+def _param_shapes(net, z_shape: tuple, z_dtype):
+    spec = jax.ShapeDtypeStruct(z_shape, z_dtype)
+    return jax.eval_shape(lambda z: net.init(jax.random.key(0), z), spec)["params"]
+
+
+def unflatten_params(net, z: jax.Array, flat: jax.Array):
+    """``net``'s parameter tree from ``flatten_params``' vector; ``z``: an input of the net."""
+    leaves, treedef = jax.tree_util.tree_flatten(_param_shapes(net, z.shape, z.dtype))
+    ends = [0]
+    for leaf in leaves:
+        ends.append(ends[-1] + math.prod(leaf.shape))
+    if flat.shape != (ends[-1],):
+        raise ValueError(f"{flat.shape} parameters for a net of {ends[-1]}")
+    # one split, whose gradient is one concatenation (slices' would be a padded sum per leaf)
+    parts = jnp.split(flat, ends[1:-1])
+    return treedef.unflatten([p.reshape(x.shape) for p, x in zip(parts, leaves)])
+
+
+def forward(net, params: jax.Array, z: jax.Array) -> jax.Array:
+    """``net``'s output for input ``z`` with the flat parameters ``params``."""
+    return net.apply({"params": unflatten_params(net, z, params)}, z)
 
 
 def make_optimizer(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
@@ -80,9 +116,9 @@ def init_state(
     ``split(key)``; the second half drives the per-step input perturbation (and SGLD's noise).
     ``es_window`` > 0 adds the early-stopping detector's state, ``posterior`` the SGLD moments."""
     init_key, key = jax.random.split(key)
-    params = net.init(init_key, z)["params"]
+    params = flatten_params(net.init(init_key, z)["params"])
     opt_state = tx.init(params)
-    out = jax.eval_shape(lambda p: net.apply({"params": p}, z), params)
+    out = jax.eval_shape(lambda p: forward(net, p, z), params)
     copy = lambda t: jax.tree_util.tree_map(jnp.copy, t)  # distinct buffers: state may be donated
     return FitState(
         params,
@@ -105,12 +141,9 @@ def _scale_lr(opt_state, factor):
 
 
 def _langevin(params, std, state: FitState):
-    """``params`` + N(0, std**2) noise, one draw per leaf from the step's own key."""
+    """``params`` (flat) + N(0, std**2) noise drawn from the step's own key."""
     key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    noisy = [p + std * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)]
-    return jax.tree_util.tree_unflatten(treedef, noisy)
+    return params + std * jax.random.normal(key, params.shape, params.dtype)
 
 
 def make_step(
@@ -147,7 +180,7 @@ def make_step(
             z = perturb(jax.random.fold_in(state.key, state.step), z, reg_noise_std)
 
         def objective(params):
-            out = net.apply({"params": params}, z)
+            out = forward(net, params, z)
             pred = measure(out, batch.get("mask"))
             value = loss_of(pred, batch["target"])
             if tv_weight:

@@ -3,11 +3,13 @@
 
 import jax
 import numpy as np
+import pytest
 from conftest import smooth_image, tiny_preset
 
 from dipjax import api, build
 from dipjax.checkpoint import Checkpointer
-from dipjax.step import make_runner
+from dipjax.io import InputError
+from dipjax.step import make_runner, unflatten_params
 
 
 def test_restored_state_is_the_saved_one_and_lowers_alike(tmp_path):
@@ -29,3 +31,17 @@ def test_restored_state_is_the_saved_one_and_lowers_alike(tmp_path):
     assert float(restored.post["mean"].max()) > 0  # the moments are checked on real values
     lower = lambda s: make_runner(su.step, 2).lower(s, su.batch).as_text()
     assert lower(restored) == lower(fresh)
+
+
+def test_a_checkpoint_shaped_otherwise_is_refused_in_one_line(tmp_path):
+    # a state whose weights are a tree of arrays, as dipjax before the flat weights saved them
+    p = tiny_preset("denoise", iters=4)
+    problem = api.prepare("denoise", p, smooth_image(16, 16), degrade=True)
+    su = build.setup([problem], p, [(0, 0)])
+    old = su.state.replace(params=unflatten_params(su.net, su.batch["z"], su.state.params))
+    saver = Checkpointer(tmp_path, "run-1")
+    saver.save(su.fits, False, old, [[{"iter": 1}]])
+    saver.close()
+    with pytest.raises(InputError, match="not shaped like this run's") as e:
+        Checkpointer(tmp_path, "run-1").restore(su.state)
+    assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)

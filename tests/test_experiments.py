@@ -294,3 +294,14 @@ def test_step_page_faults_smoke():
     for row in rows[1:]:
         ms, faults, user, system, rss = map(float, row[1:])
         assert ms > 0 and faults >= 0 and rss > 0
+
+
+def test_step_compile_smoke(tmp_path):
+    args = ("--preset", "denoise-dd-fast", "--side", 64, "--steps", 1, "--rounds", 1)
+    r = _run("step_compile.py", *args, "--library", "ynnpack", "--checkouts", ROOT, ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| /")]
+    assert len(rows) == 2 and all(float(x) > 0 for row in rows for x in row[1:])
+    assert "compile_s: last / first, paired:" in r.stdout
+    bad = _run("step_compile.py", "--checkouts", tmp_path)
+    assert bad.returncode != 0 and "not a dipjax checkout" in bad.stderr

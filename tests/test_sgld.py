@@ -12,7 +12,7 @@ from dipjax import api, build
 from dipjax.engine import run as dipjax_run
 from dipjax.ensemble import pooled_posterior
 from dipjax.results import posterior_record
-from dipjax.step import init_state, make_step
+from dipjax.step import forward, init_state, make_step
 
 
 def _setup(**kw):
@@ -55,11 +55,11 @@ def test_posterior_moments_are_the_samples_mean_and_std():
     step = jax.jit(
         make_step(su.net, su.tx, problem.measure, sgld=2.0, sgld_burn_in=burn_in, exp_weight=0.9)
     )
-    forward = jax.jit(lambda params: su.net.apply({"params": params}, su.batch["z"]))
+    render = jax.jit(lambda params: forward(su.net, params, su.batch["z"]))
     samples = []
     for i in range(n):
         if i >= burn_in:  # the step's own forward pass: z is not perturbed (reg_noise_std 0)
-            samples.append(np.asarray(forward(state.params), np.float64)[0])
+            samples.append(np.asarray(render(state.params), np.float64)[0])
         state, _ = step(state, su.batch)
     samples = np.stack(samples)
     got = posterior_record(jax.device_get(state.post))
