@@ -4,8 +4,8 @@ fits, so that an interrupted run of any kind (one fit, seeds, many images) resum
 Layout under ``DIR/checkpoint/``:
 - ``state/<n>/``: orbax, the newest save only (older ones are deleted once it is complete); it
   holds the batch's whole ``FitState`` (``state``) and a JSON record (``meta``): the run id, the
-  batch's fits as (problem index, seed) pairs, whether they were stacked, the iterations done
-  and each fit's metrics history.
+  batch's fits as (problem index, seed) pairs, whether they were stacked, the iterations done,
+  each fit's metrics history and the state's format (``STATE_FORMAT``).
 - ``done/p<index>_s<seed>.npz`` and ``.json``: a finished fit's outputs (float32) and its history,
   final metrics and early-stopping record, written atomically when the fit ends.
 
@@ -27,6 +27,10 @@ import numpy as np
 
 from dipjax.io import InputError, atomic_write_bytes
 from dipjax.step import FitState
+
+# 2: the weights as one vector (``step.flatten_params``); 1 (checkpoints without the field): the
+# weights and Adam's moments as trees of arrays.
+STATE_FORMAT = 2
 
 
 def _to_tree(state: FitState) -> dict:
@@ -67,6 +71,7 @@ class Checkpointer:
             "stacked": stacked,
             "iters": len(histories[0]),
             "histories": histories,
+            "state_format": STATE_FORMAT,
         }
         mgr.save(
             self._count,
@@ -88,6 +93,12 @@ class Checkpointer:
             return None
         meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         self._check_run(meta.get("run_id"))
+        written = meta.pop("state_format", 1)
+        if written != STATE_FORMAT:
+            raise InputError(
+                f"{self.root}: the checkpoint was written by another version of dipjax (state "
+                f"format {written}, this version's {STATE_FORMAT}); nothing was resumed"
+            )
         meta["fits"] = [tuple(f) for f in meta["fits"]]
         return meta
 
@@ -102,9 +113,10 @@ class Checkpointer:
                 mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
             )["state"]
         except ValueError as e:  # orbax: the stored tree's structure or shapes differ
+            first = (str(e).splitlines() or [type(e).__name__])[0]
             raise InputError(
-                f"{self.root}: the checkpoint's state is not shaped like this run's (written by "
-                f"another version of dipjax?): {str(e).splitlines()[0]}; nothing was resumed"
+                f"{self.root}: the checkpoint's state is not shaped like this run's: {first}; "
+                "nothing was resumed"
             ) from None
         # Restored arrays are committed to their device; a fresh state is not. Match ``like``,
         # or the chunk lowers to a different program and misses the compile cache.

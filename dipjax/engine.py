@@ -139,10 +139,10 @@ def run(
     results, current = {}, None
     if checkpointer is not None:
         with timing("checkpoint"):
+            current = checkpointer.current()  # first: it refuses another run's or format's
             for key, (arrays, record) in checkpointer.finished().items():
                 results[key] = _loaded(problems, preset, key, arrays, record)
                 on_fit and on_fit(results[key])
-            current = checkpointer.current()
             if current and all(tuple(f) in results for f in current["fits"]):
                 current = None
     caches: dict = {}

@@ -36,12 +36,12 @@ class FitState:
     detector's state (``dipjax.early_stop``), empty when it is off. post: the running moments
     of the SGLD posterior samples (``posterior_init``), empty when SGLD is off."""
 
-    params: dict
+    params: jax.Array
     opt_state: optax.OptState
     step: jax.Array
     key: jax.Array
     out_avg: jax.Array
-    saved_params: dict
+    saved_params: jax.Array
     saved_opt_state: optax.OptState
     last_psnr: jax.Array
     es: dict = dataclasses.field(default_factory=dict)
@@ -52,8 +52,8 @@ def flatten_params(tree) -> jax.Array:
     """A parameter tree as one float32 vector (N,), its leaves in ``tree_leaves`` order.
 
     The fit state keeps the weights so: Adam's update, the rollback and the saved copy are then a
-    few operations on one array instead of a few per leaf (a step of the denoising net compiled
-    hundreds of kernels fewer, ``experiments/compile_times.py``)."""
+    few operations on one array instead of a few per leaf (the denoising net's step compiles
+    half the kernels, ``experiments/step_compile.py``). All of a net's weights are float32."""
     return jnp.concatenate([jnp.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
 
 
@@ -73,7 +73,7 @@ def unflatten_params(net, z: jax.Array, flat: jax.Array):
         raise ValueError(f"{flat.shape} parameters for a net of {ends[-1]}")
     # one split, whose gradient is one concatenation (slices' would be a padded sum per leaf)
     parts = jnp.split(flat, ends[1:-1])
-    return treedef.unflatten([p.reshape(x.shape) for p, x in zip(parts, leaves)])
+    return treedef.unflatten([p.reshape(x.shape).astype(x.dtype) for p, x in zip(parts, leaves)])
 
 
 def forward(net, params: jax.Array, z: jax.Array) -> jax.Array:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import smooth_image, tiny_preset
 
-from dipjax import api, build
+from dipjax import api, build, checkpoint
 from dipjax.checkpoint import Checkpointer
 from dipjax.io import InputError
 from dipjax.step import make_runner, unflatten_params
@@ -33,15 +33,24 @@ def test_restored_state_is_the_saved_one_and_lowers_alike(tmp_path):
     assert lower(restored) == lower(fresh)
 
 
-def test_a_checkpoint_shaped_otherwise_is_refused_in_one_line(tmp_path):
-    # a state whose weights are a tree of arrays, as dipjax before the flat weights saved them
+def test_a_checkpoint_of_another_format_or_shape_is_refused_in_one_line(tmp_path, monkeypatch):
     p = tiny_preset("denoise", iters=4)
     problem = api.prepare("denoise", p, smooth_image(16, 16), degrade=True)
     su = build.setup([problem], p, [(0, 0)])
+    # a state whose weights are a tree of arrays, as dipjax before the flat weights saved them
     old = su.state.replace(params=unflatten_params(su.net, su.batch["z"], su.state.params))
-    saver = Checkpointer(tmp_path, "run-1")
-    saver.save(su.fits, False, old, [[{"iter": 1}]])
-    saver.close()
+    for fmt, folder in ((1, tmp_path / "marked-old"), (checkpoint.STATE_FORMAT, tmp_path / "odd")):
+        monkeypatch.setattr(checkpoint, "STATE_FORMAT", fmt)
+        saver = Checkpointer(folder, "run-1")
+        saver.save(su.fits, False, old, [[{"iter": 1}]])
+        saver.close()
+    monkeypatch.undo()
+    # found from the record, before any state is built
+    with pytest.raises(InputError, match="written by another version of dipjax") as e:
+        Checkpointer(tmp_path / "marked-old", "run-1").current()
+    assert "\n" not in str(e.value) and "state format 1, this version's 2" in str(e.value)
+    # marked as this format but shaped otherwise: orbax's refusal, in one line
+    assert Checkpointer(tmp_path / "odd", "run-1").current()["iters"] == 1
     with pytest.raises(InputError, match="not shaped like this run's") as e:
-        Checkpointer(tmp_path, "run-1").restore(su.state)
-    assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
+        Checkpointer(tmp_path / "odd", "run-1").restore(su.state)
+    assert "\n" not in str(e.value) and str(tmp_path / "odd") in str(e.value)
