@@ -291,8 +291,9 @@ def make_runner(
         fits = jax.sharding.PartitionSpec("fits")
         per_step = jax.sharding.PartitionSpec(None, "fits")  # metrics: (n, fits)
         run = jax.shard_map(run, mesh=mesh, in_specs=(fits, fits), out_specs=(fits, per_step))
-    # Not donated on the CPU: updating a donated state in place makes XLA copy each leaf that the
+    # Not donated on the CPU: updating a donated state in place made XLA copy each leaf that the
     # step both reads and rewrites (the rollback's selects): 680 copies, ~10 % of a 64 px step
+    # with the weights as a tree; 14 with them as one vector, and no faster than not donating
     # (experiments/step_variants.py --donate). On accelerators donation halves the state's memory.
     donate = () if jax.default_backend() == "cpu" else 0
     return jax.jit(run, donate_argnums=donate)
