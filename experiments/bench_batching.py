@@ -72,11 +72,16 @@ def main(argv=None):
         default=["fast", "dot"],
         help="convolution implementations to time the vmapped step with",
     )
+    ap.add_argument("--tiny", action="store_true", help="the preset with a tiny generator (smoke)")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out" / "bench_batching"))
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     preset = get_preset(args.preset)
+    if args.tiny:
+        from bench_reference import tiny_net
+
+        preset = preset.replace(net=tiny_net(), input_depth=4)
     dev = jax.devices()[0]
     machine = {
         "device": dev.device_kind,
@@ -116,7 +121,8 @@ def main(argv=None):
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     head = (
-        f"{args.preset} generator, chunk {args.chunk}, median of {args.repeats} calls after "
+        f"{args.preset}{' with a tiny net' if args.tiny else ''} generator, chunk {args.chunk}, "
+        f"median of {args.repeats} calls after "
         f"a warm-up; {machine['device']} ({machine['platform']}, {machine['cpus']} CPUs), "
         f"jax {machine['jax']}"
     )

@@ -36,7 +36,7 @@ from step_variants import interleaved, one_fit_setup, preset_step_parser  # noqa
 
 def main(argv=None):
     args = preset_step_parser(__doc__, rounds=10).parse_args(argv)
-    p, prob, su = one_fit_setup(args.preset, args.side)
+    p, prob, su = one_fit_setup(args.preset, args.side, args.tiny)
     print(f"{p.name}, image {prob.out_hw}, {conv_choice.machine()}", flush=True)
 
     runs = {}

@@ -39,7 +39,7 @@ SETTINGS = {
 }
 
 
-def worker(preset: str, side: int, steps: int) -> dict:
+def worker(preset: str, side: int, steps: int, tiny: bool) -> dict:
     """Time ``steps`` steps in this process (the memory setting is the environment's)."""
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "experiments"))
@@ -52,7 +52,7 @@ def worker(preset: str, side: int, steps: int) -> dict:
     from dipjax.ops import conv_choice
     from dipjax.step import make_runner
 
-    _, _, su = one_fit_setup(preset, side)
+    _, _, su = one_fit_setup(preset, side, tiny)
     lowered, options = conv_choice.traced(
         lambda: make_runner(su.step, 1, None).lower(su.state, su.batch)
     )
@@ -81,10 +81,11 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    ap.add_argument("--tiny", action="store_true", help="the preset with a tiny generator (smoke)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.preset, args.side, args.steps)))
+        print(json.dumps(worker(args.preset, args.side, args.steps, args.tiny)))
         return
     runs = {name: [] for name in args.settings}
     for _ in range(args.pairs):
@@ -92,6 +93,7 @@ def main(argv=None):
             base = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
             cmd = [sys.executable, __file__, "--worker", "--preset", args.preset]
             cmd += ["--side", str(args.side), "--steps", str(args.steps)]
+            cmd += ["--tiny"] if args.tiny else []
             r = subprocess.run(cmd, capture_output=True, text=True, env={**base, **env})
             if r.returncode:
                 sys.exit(f"{name}: the worker failed:\n{r.stderr[-2000:]}")

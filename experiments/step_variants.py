@@ -93,13 +93,19 @@ def preset_step_parser(doc: str, rounds: int) -> argparse.ArgumentParser:
     ap.add_argument("--preset", default="denoise")
     ap.add_argument("--side", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--tiny", action="store_true", help="the preset with a tiny generator (smoke)")
     return ap
 
 
-def one_fit_setup(preset: str, side: int):
+def one_fit_setup(preset: str, side: int, tiny: bool = False):
     """(preset, problem, ``build.Setup``) of one fit of ``preset`` on the packaged image's
-    top-centre side x side crop (side 0: the whole image)."""
+    top-centre side x side crop (side 0: the whole image); ``tiny``: with
+    ``bench_reference.tiny_net()`` for its generator."""
     p = get_preset(preset).replace(demo_side=side)
+    if tiny:
+        from bench_reference import tiny_net
+
+        p = p.replace(net=tiny_net(), input_depth=4)
     prob = api.prepare(p.task, p, None)
     return p, prob, build.setup([prob], p, [(0, 0)])
 

@@ -153,6 +153,7 @@ def test_bench_batching_smoke(tmp_path):
         1,
         "--convs",
         "dot",
+        "--tiny",
         "--out",
         tmp_path,
     )
@@ -240,7 +241,7 @@ def test_machine_and_step_variants_smoke():
 
 
 def test_conv_choices_smoke():
-    r = _run("conv_choices.py", "--preset", "denoise-fast", "--side", 32, "--rounds", 1)
+    r = _run("conv_choices.py", "--preset", "denoise-fast", "--side", 32, "--rounds", 1, "--tiny")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "| fixed rules, XLA's default library |" in r.stdout
     assert "| fixed rules, library measured (" in r.stdout
@@ -286,7 +287,7 @@ def test_written_gradients_smoke():
 
 
 def test_step_page_faults_smoke():
-    args = ("--preset", "denoise-fast", "--side", 32, "--steps", 1, "--pairs", 1)
+    args = ("--preset", "denoise-fast", "--side", 32, "--steps", 1, "--pairs", 1, "--tiny")
     r = _run("step_page_faults.py", *args, "--settings", "system", "keep")
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| ")]
