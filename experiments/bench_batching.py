@@ -79,9 +79,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     preset = get_preset(args.preset)
     if args.tiny:
-        from bench_reference import tiny_net
+        from bench_reference import with_tiny_net
 
-        preset = preset.replace(net=tiny_net(), input_depth=4)
+        preset = with_tiny_net(preset)
     dev = jax.devices()[0]
     machine = {
         "device": dev.device_kind,

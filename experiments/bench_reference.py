@@ -76,6 +76,11 @@ def tiny_net():
     )
 
 
+def with_tiny_net(preset):
+    """``preset`` with ``tiny_net()`` for its generator (and its input depth, 4)."""
+    return preset.replace(net=tiny_net(), input_depth=4)
+
+
 def net_spec(recipe, tiny: bool):
     """The recipe's generator, or (``--tiny``) ``tiny_net()``."""
     from dipjax.netspec import RECIPE_NETS

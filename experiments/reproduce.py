@@ -44,7 +44,7 @@ from dipjax.metrics import psnr_np, psnr_sr  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "experiments"))
-from bench_reference import tiny_net  # noqa: E402
+from bench_reference import with_tiny_net  # noqa: E402
 from paper_scores import DENOISE9, SET5  # noqa: E402
 
 PRESETS = {
@@ -97,7 +97,7 @@ def adjusted(preset, args):
         preset = preset.replace(iters=args.iters)
     preset = preset.replace(precision=args.precision)
     if args.tiny:
-        preset = preset.replace(net=tiny_net(), input_depth=4)
+        preset = with_tiny_net(preset)
     return preset
 
 

@@ -103,9 +103,9 @@ def one_fit_setup(preset: str, side: int, tiny: bool = False):
     ``bench_reference.tiny_net()`` for its generator."""
     p = get_preset(preset).replace(demo_side=side)
     if tiny:
-        from bench_reference import tiny_net
+        from bench_reference import with_tiny_net
 
-        p = p.replace(net=tiny_net(), input_depth=4)
+        p = with_tiny_net(p)
     prob = api.prepare(p.task, p, None)
     return p, prob, build.setup([prob], p, [(0, 0)])
 
