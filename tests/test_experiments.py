@@ -10,7 +10,11 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# LLVM's optimisation off: the scripts' compile time is most of each smoke (54 s against 91 s
+# for conv_choices.py's), and their numbers are not checked here.
+_FLAGS = "--xla_backend_optimization_level=0"
 ENV = dict(os.environ, JAX_PLATFORMS="cpu")
+ENV["XLA_FLAGS"] = f"{ENV.get('XLA_FLAGS', '')} {_FLAGS}".strip()
 REFERENCE = os.environ.get("DIPJAX_REFERENCE_DIR")
 pytestmark = pytest.mark.slow  # every test runs a script in a subprocess
 
