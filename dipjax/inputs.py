@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dipjax import threefry
+
 INPUT_KINDS = ("noise", "meshgrid")
 
 
@@ -53,4 +55,4 @@ def make_input(
 
 def perturb(key: jax.Array, z: jax.Array, reg_noise_std: float) -> jax.Array:
     """``z + N(0, 1) * reg_noise_std``, a fresh draw for every key; z itself is never updated."""
-    return z + reg_noise_std * jax.random.normal(key, z.shape, z.dtype)
+    return z + reg_noise_std * threefry.normal(key, z.shape, z.dtype)

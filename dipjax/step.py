@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dipjax import early_stop
+from dipjax import early_stop, threefry
 from dipjax.inputs import perturb
 from dipjax.metrics import psnr
 from dipjax.ops import conv, conv_choice
@@ -143,7 +143,7 @@ def _scale_lr(opt_state, factor):
 def _langevin(params, std, state: FitState):
     """``params`` (flat) + N(0, std**2) noise drawn from the step's own key."""
     key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
-    return params + std * jax.random.normal(key, params.shape, params.dtype)
+    return params + std * threefry.normal(key, params.shape, params.dtype)
 
 
 def make_step(

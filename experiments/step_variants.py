@@ -97,11 +97,11 @@ def preset_step_parser(doc: str, rounds: int) -> argparse.ArgumentParser:
     return ap
 
 
-def one_fit_setup(preset: str, side: int, tiny: bool = False):
-    """(preset, problem, ``build.Setup``) of one fit of ``preset`` on the packaged image's
-    top-centre side x side crop (side 0: the whole image); ``tiny``: with
+def one_fit_setup(preset: str, side: int, tiny: bool = False, **fields):
+    """(preset, problem, ``build.Setup``) of one fit of ``preset`` (with ``fields`` replaced) on
+    the packaged image's top-centre side x side crop (side 0: the whole image); ``tiny``: with
     ``bench_reference.tiny_net()`` for its generator."""
-    p = get_preset(preset).replace(demo_side=side)
+    p = get_preset(preset).replace(demo_side=side, **fields)
     if tiny:
         from bench_reference import with_tiny_net
 

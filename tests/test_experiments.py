@@ -310,3 +310,14 @@ def test_step_compile_smoke(tmp_path):
     assert "compile_s: last / first, paired:" in r.stdout
     bad = _run("step_compile.py", "--checkouts", tmp_path)
     assert bad.returncode != 0 and "not a dipjax checkout" in bad.stderr
+
+
+def test_noise_draw_smoke():
+    args = ("--sizes", 16, "--rounds", 1, "--step", "--preset", "denoise-fast", "--side", 32)
+    r = _run("noise_draw.py", *args, "--step-rounds", 1, "--tiny")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "| 16 | same numbers | True |" in r.stdout
+    rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| ")]
+    steps = [row for row in rows if len(row) == 3 and row[0].strip().endswith("normal")]
+    assert len(steps) == 2 and all(float(x) > 0 for row in steps for x in row[1:])
+    assert "paired speed-up" in r.stdout
