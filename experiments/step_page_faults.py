@@ -1,7 +1,7 @@
 """Page faults and system time of a fit step, under each way of keeping freed host memory.
 
     python experiments/step_page_faults.py [--preset denoise] [--side 256] [--steps 8]
-        [--pairs 2] [--settings keep system ...]
+        [--pairs 2] [--settings keep system ...] [--warmup 6] [--by-step]
 
 Each setting runs the preset's one-step chunk (on the packaged image's top-centre side x side
 crop) in its own process, ``--pairs`` times, alternating, so that the machine's drift falls on
@@ -12,9 +12,11 @@ all of them:
   ``DIPJAX_MALLOC=system`` with ``GLIBC_TUNABLES`` no mmapped blocks, no trimming), so that a
   thread of XLA's pool allocates from an arena of its own;
 - ``system``: glibc's defaults (``DIPJAX_MALLOC=system``).
-Per setting, after 6 warm-up steps: milliseconds per step, minor page faults per step, user and
+Per setting, after --warmup steps: milliseconds per step, minor page faults per step, user and
 system CPU seconds per step (medians over --steps steps and then over the runs) and the
-process's peak resident memory.
+process's peak resident memory. ``--by-step`` also prints each run's faults step by step: how
+long the heap takes to settle (a step that grows it faults the new pages in), which is how many
+warm-up steps a benchmark of the step needs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-WARMUP = 6  # steps before the timed ones: the heap settles after a few (its layout, not its size)
+WARMUP = 6  # default steps before the timed ones: the heap settles after a few
 TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
 SETTINGS = {
     "keep": {"DIPJAX_MALLOC": "keep"},
@@ -39,7 +41,7 @@ SETTINGS = {
 }
 
 
-def worker(preset: str, side: int, steps: int, tiny: bool) -> dict:
+def worker(preset: str, side: int, steps: int, tiny: bool, warmup: int = WARMUP) -> dict:
     """Time ``steps`` steps in this process (the memory setting is the environment's)."""
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "experiments"))
@@ -58,7 +60,7 @@ def worker(preset: str, side: int, steps: int, tiny: bool) -> dict:
     )
     run = lowered.compile(options)
     state = su.state
-    for _ in range(WARMUP):
+    for _ in range(warmup):
         state, m = run(state, su.batch)
         jax.block_until_ready(m)
     rows = []
@@ -71,7 +73,14 @@ def worker(preset: str, side: int, steps: int, tiny: bool) -> dict:
         rows.append((wall, faults, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime))
     med = [statistics.median(col) for col in zip(*rows)]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"ms": med[0] * 1e3, "faults": med[1], "user_s": med[2], "sys_s": med[3], "rss_mb": peak}
+    return {
+        "ms": med[0] * 1e3,
+        "faults": med[1],
+        "user_s": med[2],
+        "sys_s": med[3],
+        "rss_mb": peak,
+        "faults_by_step": [r[1] for r in rows],
+    }
 
 
 def main(argv=None):
@@ -81,11 +90,13 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
+    ap.add_argument("--warmup", type=int, default=WARMUP, help="untimed steps first")
+    ap.add_argument("--by-step", action="store_true", help="also each run's faults per step")
     ap.add_argument("--tiny", action="store_true", help="the preset with a tiny generator (smoke)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.preset, args.side, args.steps, args.tiny)))
+        print(json.dumps(worker(args.preset, args.side, args.steps, args.tiny, args.warmup)))
         return
     runs = {name: [] for name in args.settings}
     for _ in range(args.pairs):
@@ -93,6 +104,7 @@ def main(argv=None):
             base = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
             cmd = [sys.executable, __file__, "--worker", "--preset", args.preset]
             cmd += ["--side", str(args.side), "--steps", str(args.steps)]
+            cmd += ["--warmup", str(args.warmup)]
             cmd += ["--tiny"] if args.tiny else []
             r = subprocess.run(cmd, capture_output=True, text=True, env={**base, **env})
             if r.returncode:
@@ -102,7 +114,7 @@ def main(argv=None):
 
     print(
         f"{args.preset}, {args.side} px, jax {jax.__version__} on {jax.default_backend()}, "
-        f"{os.cpu_count()} CPUs; medians over {args.steps} steps after {WARMUP}, then over "
+        f"{os.cpu_count()} CPUs; medians over {args.steps} steps after {args.warmup}, then over "
         f"{args.pairs} alternating runs per setting\n"
     )
     print(
@@ -110,11 +122,18 @@ def main(argv=None):
     )
     print("|---|---|---|---|---|---|")
     for name, rs in runs.items():
-        m = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        m = {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "faults_by_step"}
         print(
             f"| {name} | {m['ms']:.1f} | {m['faults']:.0f} | {m['user_s']:.2f} | "
             f"{m['sys_s']:.2f} | {m['rss_mb']:.0f} |"
         )
+    if args.by_step:
+        print(
+            f"\nminor page faults of steps {args.warmup + 1}-{args.warmup + args.steps}, per run:"
+        )
+        for name, rs in runs.items():
+            for i, r in enumerate(rs, 1):
+                print(f"{name}, run {i}: " + " ".join(str(f) for f in r["faults_by_step"]))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ checked here; their shape and plumbing are)."""
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 
@@ -291,14 +292,25 @@ def test_written_gradients_smoke():
 
 
 def test_step_page_faults_smoke():
-    args = ("--preset", "denoise-fast", "--side", 32, "--steps", 1, "--pairs", 1, "--tiny")
-    r = _run("step_page_faults.py", *args, "--settings", "system", "keep")
+    args = ("--preset", "denoise-fast", "--side", 32, "--steps", 2, "--pairs", 2, "--tiny")
+    r = _run(
+        "step_page_faults.py", *args, "--settings", "system", "keep", "--warmup", 1, "--by-step"
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| ")]
     assert [row[0].strip() for row in rows[1:]] == ["system", "keep"]
     for row in rows[1:]:
         ms, faults, user, system, rss = map(float, row[1:])
         assert ms > 0 and faults >= 0 and rss > 0
+    assert "minor page faults of steps 2-3, per run:" in r.stdout
+    by_step = [line.split(": ") for line in r.stdout.splitlines() if ", run " in line]
+    names = ["system, run 1", "system, run 2", "keep, run 1", "keep, run 2"]
+    assert [name for name, _ in by_step] == names
+    counts = [[int(f) for f in faults.split()] for _, faults in by_step]
+    assert all(len(c) == 2 and min(c) >= 0 for c in counts)  # one count per timed step
+    for row, runs in zip(rows[1:], (counts[:2], counts[2:])):  # the table: median of medians
+        per_run = [statistics.median(c) for c in runs]
+        assert abs(float(row[2]) - statistics.median(per_run)) <= 0.5
 
 
 def test_step_compile_smoke(tmp_path):
