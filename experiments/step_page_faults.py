@@ -32,7 +32,7 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-WARMUP = 6  # default steps before the timed ones: the heap settles after a few
+WARMUP = 6  # default untimed steps (the heap can go on growing for 20: --by-step shows when)
 TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
 SETTINGS = {
     "keep": {"DIPJAX_MALLOC": "keep"},
