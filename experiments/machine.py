@@ -24,16 +24,25 @@ import time
 ISA = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo; else what ``platform`` knows)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name with its family and model numbers, e.g. 'AMD EPYC (family 25, model
+    17)': virtual machines often report a bare name, shared by CPU generations whose speeds
+    differ. From ``cpuinfo`` (the text of Linux's /proc/cpuinfo, read when None); else what
+    ``platform`` knows."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    fields: dict = {}
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    if fields.get("cpu family") and fields.get("model"):
+        model += f" (family {fields['cpu family']}, model {fields['model']})"
+    return model
 
 
 def isa_features() -> list:

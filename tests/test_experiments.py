@@ -245,6 +245,16 @@ def test_machine_and_step_variants_smoke():
     assert r.stdout.count("step median") == 1
 
 
+def test_machine_names_the_cpu_family_and_model():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from machine import cpu_model
+
+    info = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 17\nmodel name\t: AMD EPYC\n"
+    assert cpu_model(info) == "AMD EPYC (family 25, model 17)"
+    assert cpu_model(info + "processor\t: 1\ncpu family\t: 6\n") == "AMD EPYC (family 25, model 17)"
+    assert cpu_model("model name\t: Some CPU\n") == "Some CPU"
+
+
 def test_conv_choices_smoke():
     r = _run("conv_choices.py", "--preset", "denoise-fast", "--side", 32, "--rounds", 1, "--tiny")
     assert r.returncode == 0, r.stderr[-2000:]
