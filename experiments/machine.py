@@ -29,16 +29,9 @@ def cpu_model(cpuinfo: str | None = None) -> str:
     17)': virtual machines often report a bare name, shared by CPU generations whose speeds
     differ. From ``cpuinfo`` (the text of Linux's /proc/cpuinfo, read when None); else what
     ``platform`` knows."""
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
-    fields: dict = {}
-    for line in cpuinfo.splitlines():
-        name, _, value = line.partition(":")
-        fields.setdefault(name.strip(), value.strip())
+    from dipjax.ops.conv_choice import cpuinfo_fields  # imports jax: not in the bench's workers
+
+    fields = cpuinfo_fields(cpuinfo)
     model = fields.get("model name") or platform.processor() or platform.machine()
     if fields.get("cpu family") and fields.get("model"):
         model += f" (family {fields['cpu family']}, model {fields['model']})"
@@ -47,12 +40,9 @@ def cpu_model(cpuinfo: str | None = None) -> str:
 
 def isa_features() -> list:
     """Which of ``ISA`` the CPU reports (Linux /proc/cpuinfo flags; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            rows = (line.split(":", 1)[1].split() for line in f if line.startswith("flags"))
-            flags = next(rows, [])
-    except OSError:
-        return []
+    from dipjax.ops.conv_choice import cpuinfo_fields
+
+    flags = cpuinfo_fields().get("flags", "").split()
     return [x for x in ISA if x in flags]
 
 

@@ -82,18 +82,28 @@ def current_file() -> Optional[pathlib.Path]:
     return _file
 
 
+def cpuinfo_fields(text: Optional[str] = None) -> dict:
+    """Each field of Linux's /proc/cpuinfo (or of ``text`` in its format) with its first CPU's
+    value, e.g. {"model name": "AMD EPYC", "cpu family": "25", "flags": "fpu ...", ...}; empty
+    where there is no such file."""
+    if text is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+    fields: dict = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    return fields
+
+
 @functools.lru_cache(maxsize=1)
 def machine() -> str:
     """What the choices depend on: CPU model and flags, CPUs available, jax and jaxlib versions,
     XLA_FLAGS (the choices apply on the CPU only; the backend is not started to find this)."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                name, _, value = line.partition(":")
-                fields.setdefault(name.strip(), value.strip())
-    except OSError:
-        pass
+    fields = cpuinfo_fields()
     import jaxlib
 
     model = fields.get("model name") or platform.processor() or platform.machine()
