@@ -325,7 +325,7 @@ def compiled_chunk(
     # A single fit's layers run as measured fastest here, by the library measured fastest
     # (vmapped fits: batched products).
     if batch_axes is not None:
-        lowered, options = lower(), {}
+        lowered, options = lower(), conv.codegen_options()
     else:
         lowered, options = conv_choice.traced(lower, report)
     cache[key] = lowered.compile(options)

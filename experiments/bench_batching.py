@@ -31,21 +31,23 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from dipjax import api, build  # noqa: E402
-from dipjax.ops.conv import conv_impl  # noqa: E402
+from dipjax.ops.conv import codegen_options, conv_impl  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
 from dipjax.step import make_runner  # noqa: E402
 
 
 def timed_runner(step, state, batch, n, axes, repeats, conv="auto", options=None):
-    """Compile ``n`` steps traced with convolutions ``conv`` (XLA compiler ``options``, a dict),
-    time them; returns (compile seconds, median seconds per step, the compiled runner, the state
-    after the calls)."""
+    """Compile ``n`` steps traced with convolutions ``conv`` (XLA compiler ``options``, a dict;
+    by default the product's, ``dipjax.ops.conv.codegen_options()``), time them; returns
+    (compile seconds, median seconds per step, the compiled runner, the state after the calls)."""
 
     def traced(s, b):
         with conv_impl(conv):
             return step(s, b)
 
     t = time.perf_counter()
+    if options is None:
+        options = codegen_options()
     run = make_runner(traced, n, axes).lower(state, batch).compile(options)
     compile_s = time.perf_counter() - t
     state, m = run(state, batch)  # warm-up

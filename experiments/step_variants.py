@@ -10,10 +10,11 @@ another net width.
 
 The image is the whole packaged 256x256 picture (``--side N``: its top-centre N x N), degraded
 by the preset's task. Variants compile the one-step chunk in this process and time 8 calls after
-a warm-up (median; ``bench_batching.timed_runner``). Options (to ``Lowered.compile``) are all
-compiled first (a set's "conv" key: the convolution implementation it is traced with, or a
-variant such as "strips-2048" for every layer that has it), then timed interleaved (--rounds
-rounds; median, fastest, slowest).
+a warm-up (median; ``bench_batching.timed_runner``). Options (to ``Lowered.compile``, over the
+step's own ``conv.codegen_options()``: '{}' is the product's step, '{"xla_cpu_use_fusion_emitters":
+true}' XLA's default emitter) are all compiled first (a set's "conv" key: the convolution
+implementation it is traced with, or a variant such as "strips-2048" for every layer that has
+it), then timed interleaved (--rounds rounds; median, fastest, slowest).
 ``--donate`` compiles the one-step function with the state donated and not, counts the copies
 of state leaves in each optimized HLO, and times them interleaved (--rounds rounds of 4 calls,
 median). ``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
@@ -145,7 +146,7 @@ def options_interleaved(su, options, rounds):
         forced = {la.key: name for la in seen if la.tunable() and name in la.variants()}
         with conv.conv_impl(impl), conv.conv_choices(forced if impl != name else None):
             lowered = make_runner(su.step, 1).lower(su.state, su.batch)
-        runs[o] = lowered.compile(flags)
+        runs[o] = lowered.compile({**conv.codegen_options(), **flags})
         print(f"{o:60s} compile {time.perf_counter() - t:6.2f} s", flush=True)
     for o, ts in interleaved(runs, su.state, su.batch, rounds).items():
         print(

@@ -214,7 +214,8 @@ def test_bad_precision_is_refused():
 def _library_hlo(library: str) -> str:
     """A small function's optimized HLO (a convolution, a matrix product, a reduction and an
     elementwise product), compiled in a fresh process with ``conv.compiler_options(library)``,
-    or ("") with XLA's default list less its convolutions, by XLA's own flag."""
+    or ("") with XLA's default list less its convolutions, by XLA's own flag (and the step's
+    ``conv.codegen_options``, as every library)."""
     code = f"""
 import jax, jax.numpy as jnp
 from dipjax.ops import conv
@@ -224,7 +225,8 @@ def f(x, w):
     y = conv._xla(x, w, 1)
     return y, jnp.dot(x[0, 0], w[0, 0]), x.sum(axis=(1, 2)), x * x
 opts = {library!r}
-print(jax.jit(f).lower(x, w).compile(conv.compiler_options(opts) if opts else {{}}).as_text())
+options = conv.compiler_options(opts) if opts else conv.codegen_options()
+print(jax.jit(f).lower(x, w).compile(options).as_text())
 """
     env = dict(os.environ)
     if not library:
@@ -266,3 +268,43 @@ def test_both_libraries_compute_the_same_convolution_and_gradients():
 def test_an_unknown_library_is_refused():
     with pytest.raises(ValueError, match="library"):
         conv.compiler_options("mkl")
+
+
+@pytest.mark.skipif(not conv.codegen_options(), reason="no loop emitter option on this backend")
+def test_the_steps_codegen_options_compute_the_same_step():
+    # compiled_chunk compiles a fit's step with codegen_options (on a CPU, XLA's older loop
+    # emitter): same loss, output and gradient as XLA's default code, to float rounding.
+    # Plain gradient descent, so that the new weights show the gradient (Adam's first step is
+    # about lr x its sign, which rounding flips where it is near zero).
+    import optax
+    from conftest import smooth_image, tiny_preset
+
+    from dipjax import api, build
+    from dipjax.step import init_state, make_runner, make_step
+
+    p = tiny_preset("denoise", sigma=25)
+    problem = api.prepare("denoise", p, smooth_image(16, 16), degrade=True, seed=0)
+    su = build.setup([problem], p, [(0, 0)])
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
+    state = init_state(su.net, tx, jax.random.key(3), su.batch["z"])
+    step = make_step(su.net, tx, problem.measure, reg_noise_std=p.reg_noise_std)
+    lowered = make_runner(step, 1).lower(state, su.batch)
+    (new_a, m_a), (new_b, m_b) = (
+        lowered.compile(options)(state, su.batch) for options in ({}, conv.codegen_options())
+    )
+    np.testing.assert_allclose(m_a["loss"], m_b["loss"], rtol=1e-5)
+    np.testing.assert_allclose(new_a.out_avg, new_b.out_avg, atol=1e-5)
+    grad_a, grad_b = state.params - new_a.params, state.params - new_b.params
+    assert float(jnp.max(jnp.abs(grad_a))) > 1e-3  # the step moved the weights
+    np.testing.assert_allclose(grad_b, grad_a, rtol=1e-3, atol=1e-5)
+
+
+def test_codegen_options_are_empty_where_xla_refuses_them(monkeypatch):
+    monkeypatch.setattr(conv, "_LOOP_EMITTER", {"xla_cpu_no_such_option": True})
+    conv._loop_emitter_offered.cache_clear()
+    try:
+        assert conv.codegen_options() == {}
+        assert conv.compiler_options("ynnpack") == {}
+    finally:
+        monkeypatch.undo()
+        conv._loop_emitter_offered.cache_clear()

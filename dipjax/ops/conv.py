@@ -173,12 +173,35 @@ def traced_with(fn, precision: str = "f32"):
 
 def compiler_options(library: str) -> dict:
     """Options for ``Lowered.compile`` under which a CPU executable runs its convolutions with
-    ``library`` (one of ``LIBRARIES``): {} for XLA's default."""
+    ``library`` (one of ``LIBRARIES``), the rest of it as ``codegen_options`` says."""
     if library not in LIBRARIES:
         raise ValueError(f"convolution library must be one of {LIBRARIES}, got {library!r}")
     if library == "ynnpack":
-        return {}
-    return {"xla_cpu_experimental_ynn_fusion_type": _YNN_WITHOUT_CONVOLUTIONS}
+        return codegen_options()
+    return {**codegen_options(), "xla_cpu_experimental_ynn_fusion_type": _YNN_WITHOUT_CONVOLUTIONS}
+
+
+# XLA's CPU backend (jaxlib 0.10) emits its elementwise fusions by MLIR "fusion emitters"; its
+# older loop emitter compiles a fit's step in about two thirds of the time and runs those fusions
+# faster (BatchNorm, activations, Adam: experiments/step_variants.py --options in README).
+_LOOP_EMITTER = {"xla_cpu_use_fusion_emitters": False}
+
+
+def codegen_options() -> dict:
+    """Options for ``Lowered.compile`` of a fit's step on this backend (a new dict): on a CPU
+    whose XLA takes it, the older loop emitter (``_LOOP_EMITTER``); {} elsewhere."""
+    return dict(_LOOP_EMITTER) if _loop_emitter_offered() else {}
+
+
+@functools.lru_cache(maxsize=1)
+def _loop_emitter_offered() -> bool:
+    if jax.default_backend() != "cpu":
+        return False
+    try:
+        jax.jit(lambda x: x + 1).lower(jnp.zeros(2)).compile(_LOOP_EMITTER)
+    except Exception:  # noqa: BLE001 - an XLA without the option (a newer jaxlib may drop it)
+        return False
+    return True
 
 
 @functools.lru_cache(maxsize=1)

@@ -377,9 +377,9 @@ def traced(trace, report=None):
     the library is chosen for its layers (``library_for``), and it runs again when that
     library's choices for them differ from those it was traced with. Returns (what the last
     ``trace()`` returned, the options to compile it with: ``conv.compiler_options`` of that
-    library)."""
+    library; without a file of choices, ``conv.codegen_options()``)."""
     if _file is None:
-        return trace(), {}
+        return trace(), conv.codegen_options()
     first = _last[0]
     table = known(first)
     with conv.recording() as seen, conv.conv_choices(table):
