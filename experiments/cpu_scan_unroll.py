@@ -20,6 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 
 from dipjax import api, build  # noqa: E402
+from dipjax.ops.conv import codegen_options  # noqa: E402
 from dipjax.presets import get_preset  # noqa: E402
 from dipjax.step import make_runner  # noqa: E402
 
@@ -51,14 +52,15 @@ def main(argv=None):
         f"jax {jax.__version__}"
     )
     t = time.perf_counter()
-    one = jax.jit(step, donate_argnums=0).lower(state, batch).compile()
+    one = jax.jit(step, donate_argnums=0).lower(state, batch).compile(codegen_options())
     c = time.perf_counter() - t
     s, state = timed(one, state, batch, 1, args.repeats * 5)
     print(f"one call per step      compile {c:6.1f} s   {s * 1e3:7.1f} ms/step")
     for n in args.chunks:
         for unroll in (False, True):
             t = time.perf_counter()
-            run = make_runner(step, n, unroll=unroll).lower(state, batch).compile()
+            lowered = make_runner(step, n, unroll=unroll).lower(state, batch)
+            run = lowered.compile(codegen_options())
             c = time.perf_counter() - t
             s, state = timed(run, state, batch, n, args.repeats)
             kind = "unrolled" if unroll else "rolled  "

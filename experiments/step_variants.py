@@ -160,7 +160,8 @@ def donation(su, rounds):
     runs = {}
     for name, donate in (("donated", 0), ("not donated", ())):
         state = jax.tree_util.tree_map(jnp.copy, su.state)
-        run = jax.jit(su.step, donate_argnums=donate).lower(state, su.batch).compile()
+        lowered = jax.jit(su.step, donate_argnums=donate).lower(state, su.batch)
+        run = lowered.compile(conv.codegen_options())
         copies = len(re.findall(r" copy\(%state_", run.as_text()))
         for _ in range(2):
             state, m = run(state, su.batch)

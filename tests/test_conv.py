@@ -289,9 +289,9 @@ def test_the_steps_codegen_options_compute_the_same_step():
     state = init_state(su.net, tx, jax.random.key(3), su.batch["z"])
     step = make_step(su.net, tx, problem.measure, reg_noise_std=p.reg_noise_std)
     lowered = make_runner(step, 1).lower(state, su.batch)
-    (new_a, m_a), (new_b, m_b) = (
-        lowered.compile(options)(state, su.batch) for options in ({}, conv.codegen_options())
-    )
+    default, loop = (lowered.compile(options) for options in ({}, conv.codegen_options()))
+    assert default.as_text() != loop.as_text()  # the option reached XLA: other fusions
+    (new_a, m_a), (new_b, m_b) = default(state, su.batch), loop(state, su.batch)
     np.testing.assert_allclose(m_a["loss"], m_b["loss"], rtol=1e-5)
     np.testing.assert_allclose(new_a.out_avg, new_b.out_avg, atol=1e-5)
     grad_a, grad_b = state.params - new_a.params, state.params - new_b.params
@@ -299,6 +299,7 @@ def test_the_steps_codegen_options_compute_the_same_step():
     np.testing.assert_allclose(grad_b, grad_a, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the option is probed on a CPU only")
 def test_codegen_options_are_empty_where_xla_refuses_them(monkeypatch):
     monkeypatch.setattr(conv, "_LOOP_EMITTER", {"xla_cpu_no_such_option": True})
     conv._loop_emitter_offered.cache_clear()
@@ -308,3 +309,29 @@ def test_codegen_options_are_empty_where_xla_refuses_them(monkeypatch):
     finally:
         monkeypatch.undo()
         conv._loop_emitter_offered.cache_clear()
+
+
+def test_a_fits_step_is_compiled_with_the_codegen_options(monkeypatch):
+    # compiled_chunk, one fit (conv_choice.traced, here without a file of choices) and vmapped
+    from conftest import smooth_image, tiny_preset
+
+    from dipjax import api, build
+    from dipjax.step import compiled_chunk
+
+    expected = conv.codegen_options()  # probed before the spy is in place
+    asked = []
+    compile_ = jax.stages.Lowered.compile
+
+    def spy(self, compiler_options=None, **kw):
+        asked.append(compiler_options)
+        return compile_(self, compiler_options, **kw)
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+    p = tiny_preset("denoise", sigma=25)
+    problem = api.prepare("denoise", p, smooth_image(16, 16), degrade=True, seed=0)
+    one = build.setup([problem], p, [(0, 0)])
+    two = build.setup([problem], p, [(0, 0), (0, 1)], stack=True, devices=jax.devices()[:1])
+    asked.clear()  # the setups' own compiles (initialisation, input) keep their options
+    compiled_chunk(one.step, 1, one.state, one.batch)
+    compiled_chunk(two.step, 1, two.state, two.batch, batch_axes=two.axes)
+    assert asked == [expected] * 2
