@@ -283,6 +283,11 @@ def make_runner(
             metrics = []
             for _ in range(n):
                 state, m = one_jit(state, batch)
+                if n > 1:
+                    # Each step compiled as when alone: fused with its neighbours, the steps of a
+                    # 5-step chunk were rounded differently (XLA's CPU loop emitter) when the
+                    # early-stopping detector read their outputs, so turning it on moved the fit.
+                    state, m = jax.lax.optimization_barrier((state, m))
                 metrics.append(m)
             return state, jax.tree_util.tree_map(lambda *x: jnp.stack(x), *metrics)
         return jax.lax.scan(lambda s, _: one(s, batch), state, None, length=n)
