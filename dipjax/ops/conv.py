@@ -193,30 +193,31 @@ def codegen_options() -> dict:
     return dict(_LOOP_EMITTER) if _loop_emitter_offered() else {}
 
 
-@functools.lru_cache(maxsize=1)
-def _loop_emitter_offered() -> bool:
+def _cpu_xla_takes(lower, options: dict) -> bool:
+    """Whether the default backend is a CPU whose XLA compiles ``lower()`` (a ``Lowered``) with
+    ``options``: an older or newer jaxlib refuses an option it does not have."""
     if jax.default_backend() != "cpu":
         return False
     try:
-        jax.jit(lambda x: x + 1).lower(jnp.zeros(2)).compile(_LOOP_EMITTER)
-    except Exception:  # noqa: BLE001 - an XLA without the option (a newer jaxlib may drop it)
+        lower().compile(options)
+    except Exception:  # noqa: BLE001 - an XLA without the option
         return False
     return True
+
+
+@functools.lru_cache(maxsize=1)
+def _loop_emitter_offered() -> bool:
+    return _cpu_xla_takes(lambda: jax.jit(lambda x: x + 1).lower(jnp.zeros(2)), _LOOP_EMITTER)
 
 
 @functools.lru_cache(maxsize=1)
 def libraries() -> tuple:
     """The ``LIBRARIES`` this jaxlib offers on the default backend: both on a CPU whose XLA
     takes the option, else XLA's default alone."""
-    if jax.default_backend() != "cpu":
-        return LIBRARIES[:1]
     x = jax.ShapeDtypeStruct((1, 8, 8, 4), _F32)
     w = jax.ShapeDtypeStruct((3, 3, 4, 4), _F32)
-    try:
-        jax.jit(lambda x, w: _xla(x, w, 1)).lower(x, w).compile(compiler_options("eigen"))
-    except Exception:  # noqa: BLE001 - an XLA without the option (older or newer jaxlib)
-        return LIBRARIES[:1]
-    return LIBRARIES
+    lower = lambda: jax.jit(lambda x, w: _xla(x, w, 1)).lower(x, w)
+    return LIBRARIES if _cpu_xla_takes(lower, compiler_options("eigen")) else LIBRARIES[:1]
 
 
 def chosen_impl() -> str:
