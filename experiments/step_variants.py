@@ -5,6 +5,7 @@ another net width.
     python experiments/step_variants.py [--preset superres-fast] [--side 0]
         [--variants fast:2048 xla:2048 ...]      # conv impl : STRIP_PIXELS
         [--options '{}' '{"xla_cpu_use_xnnpack": true}' '{"conv": "xla", ...}' ...]
+        [--options '{}' '{"crop_strip_pixels": 2048}']  # crop's weight-gradient strips
         [--fit --channels 16 --iters 1200]
         [--donate [--rounds 8]]                  # the state donated or not
 
@@ -14,7 +15,8 @@ a warm-up (median; ``bench_batching.timed_runner``). Options (to ``Lowered.compi
 step's own ``conv.codegen_options()``: '{}' is the product's step, '{"xla_cpu_use_fusion_emitters":
 true}' XLA's default emitter) are all compiled first (a set's "conv" key: the convolution
 implementation it is traced with, or a variant such as "strips-2048" for every layer that has
-it), then timed interleaved (--rounds rounds; median, fastest, slowest).
+it; "crop_strip_pixels": the strips of every crop weight gradient), then timed interleaved
+(--rounds rounds; median, fastest, slowest).
 ``--donate`` compiles the one-step function with the state donated and not, counts the copies
 of state leaves in each optimized HLO, and times them interleaved (--rounds rounds of 4 calls,
 median). ``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
@@ -133,7 +135,9 @@ def options_interleaved(su, options, rounds):
     each run every compiled chunk once (a warm-up call, then 2 calls timed): median, fastest and
     slowest ms, so that the machine's slow moments fall on every option set alike. An option
     set's ``"conv"`` key, if any, is the convolution implementation it is traced with, or a
-    variant (``conv.Layer.variants``) forced on every tunable layer that has it."""
+    variant (``conv.Layer.variants``) forced on every tunable layer that has it; its
+    ``"crop_strip_pixels"`` key, the pixels per strip of every ``crop`` weight gradient, whatever
+    the layer's channels (``conv.crop_strip_pixels``)."""
     runs = {}
     with conv.recording() as seen:
         jax.eval_shape(su.step, su.state, su.batch)
@@ -141,11 +145,18 @@ def options_interleaved(su, options, rounds):
         t = time.perf_counter()
         flags = json.loads(o)
         name = flags.pop("conv", "auto")
+        strip = flags.pop("crop_strip_pixels", None)
         impl = name if name in conv.CONV_IMPLS else "fast"
         # a variant name: every tunable layer that has it computed that way, the rest by the rules
         forced = {la.key: name for la in seen if la.tunable() and name in la.variants()}
-        with conv.conv_impl(impl), conv.conv_choices(forced if impl != name else None):
-            lowered = make_runner(su.step, 1).lower(su.state, su.batch)
+        product_strips = conv.crop_strip_pixels
+        if strip is not None:
+            conv.crop_strip_pixels = lambda channels: int(strip)
+        try:
+            with conv.conv_impl(impl), conv.conv_choices(forced if impl != name else None):
+                lowered = make_runner(su.step, 1).lower(su.state, su.batch)
+        finally:
+            conv.crop_strip_pixels = product_strips
         runs[o] = lowered.compile({**conv.codegen_options(), **flags})
         print(f"{o:60s} compile {time.perf_counter() - t:6.2f} s", flush=True)
     for o, ts in interleaved(runs, su.state, su.batch, rounds).items():

@@ -130,6 +130,42 @@ def test_strips_really_split_the_map_and_crop_only_its_weight_gradient():
     assert conv.Layer(x.shape, 3, 7, 1, 1, "f32").rule() == "crop"
 
 
+def test_crop_strips_shrink_with_the_input_channels(monkeypatch):
+    monkeypatch.setattr(conv, "STRIP_PIXELS", 2048)
+    assert [conv.crop_strip_pixels(c) for c in (3, 128, 132, 255, 256, 384, 512)] == [
+        2048,
+        2048,
+        2048,
+        2048,
+        1024,
+        682,
+        512,
+    ]
+    # 16-pixel strips (the fixture) and a channel unit of 4: 8 input channels halve them
+    monkeypatch.setattr(conv, "STRIP_PIXELS", 16)
+    monkeypatch.setattr(conv, "STRIP_CHANNELS", 4)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 14, 10, 8)).astype(np.float32)  # 12 x 8 output: rows of 8 pixels
+    w = rng.normal(size=(3, 3, 8, 5)).astype(np.float32)
+    r = rng.normal(size=(1, 12, 8, 5)).astype(np.float32)
+
+    def grads(variant, channels):
+        def loss(x, w):
+            return jnp.sum(
+                conv.conv_variant(x[..., :channels], w[:, :, :channels], 1, 0, variant) * r
+            )
+
+        g = jax.grad(loss, (0, 1))
+        text = jax.jit(g).lower(x, w).as_text()
+        return jax.jit(g)(x, w), text.count("convolution(")
+
+    (dx, dw), n_wide = grads("crop", 8)  # strips of 8 pixels: one row each, 12 strips
+    _, n_narrow = grads("crop", 4)  # strips of 16 pixels: two rows each, 6 strips
+    assert n_wide - n_narrow == 12 - 6
+    for got, want in zip((dx, dw), grads("xla", 8)[0]):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("impl", ["fast", "dot"])
 def test_vmap_with_per_fit_weights_equals_a_loop(impl):
     case = CASES[0]
