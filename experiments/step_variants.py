@@ -3,7 +3,7 @@ convolution implementation and strip size, or per XLA compiler option; or a whol
 another net width.
 
     python experiments/step_variants.py [--preset superres-fast] [--side 0]
-        [--variants fast:2048 xla:2048 ...]      # conv impl : STRIP_PIXELS
+        [--variants fast:2048 xla:2048 ...]      # conv impl : STRIP_PIXELS (half at 256 ch.)
         [--options '{}' '{"xla_cpu_use_xnnpack": true}' '{"conv": "xla", ...}' ...]
         [--options '{}' '{"crop_strip_pixels": 2048}']  # crop's weight-gradient strips
         [--fit --channels 16 --iters 1200]
@@ -15,7 +15,8 @@ a warm-up (median; ``bench_batching.timed_runner``). Options (to ``Lowered.compi
 step's own ``conv.codegen_options()``: '{}' is the product's step, '{"xla_cpu_use_fusion_emitters":
 true}' XLA's default emitter) are all compiled first (a set's "conv" key: the convolution
 implementation it is traced with, or a variant such as "strips-2048" for every layer that has
-it; "crop_strip_pixels": the strips of every crop weight gradient), then timed interleaved
+it; "crop_strip_pixels": the pixels per strip of every crop weight gradient, whatever the
+layer's channels), then timed interleaved
 (--rounds rounds; median, fastest, slowest).
 ``--donate`` compiles the one-step function with the state donated and not, counts the copies
 of state leaves in each optimized HLO, and times them interleaved (--rounds rounds of 4 calls,

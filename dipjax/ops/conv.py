@@ -123,7 +123,9 @@ class Layer:
         return ("xla", "dot", *(["crop"] if self.k > 1 else []), *strips)
 
     def rule(self) -> str:
-        """The variant of the fixed rules (used when nothing was measured)."""
+        """The variant of the fixed rules (used when nothing was measured). Whether a map
+        splits is judged by ``STRIP_PIXELS`` whatever its channels; ``crop_strip_pixels`` then
+        sizes the strips of its weight gradient."""
         ho, wo = self.out_hw
         if self.k == 1 or ho * wo <= SMALL_PIXELS:
             return "dot"
@@ -280,10 +282,10 @@ def crop_strip_pixels(channels: int) -> int:
     """Output pixels per strip of ``crop``'s weight gradient for an input of ``channels``:
     ``STRIP_PIXELS`` divided by the number of whole ``STRIP_CHANNELS`` in it, so that a strip
     of a 256-channel input holds about as many values as one of 128 channels. (On the AMX Xeon
-    the 130x130x256 layer's weight gradient ran 13-15 % faster in strips of 1024 pixels than of
-    2048, and the inpainting net's step at 128 px about 4 %; layers of 128 or 132 channels, all
+    the 130x130x256 layer's weight gradient took 13-15 % less time in strips of 1024 pixels than
+    of 2048, and the inpainting net's step at 128 px about 4 %; layers of 128 or 132 channels, all
     of the denoising net's, keep 2048: README, "The AMX Xeon with every change".)"""
-    return STRIP_PIXELS // max(1, channels // STRIP_CHANNELS)
+    return max(1, STRIP_PIXELS // max(1, channels // STRIP_CHANNELS))
 
 
 def _row_spans(ho: int, rows: int) -> list[tuple[int, int]]:
