@@ -16,8 +16,7 @@ step's own ``conv.codegen_options()``: '{}' is the product's step, '{"xla_cpu_us
 true}' XLA's default emitter) are all compiled first (a set's "conv" key: the convolution
 implementation it is traced with, or a variant such as "strips-2048" for every layer that has
 it; "crop_strip_pixels": the pixels per strip of every crop weight gradient, whatever the
-layer's channels), then timed interleaved
-(--rounds rounds; median, fastest, slowest).
+layer's channels), then timed interleaved (--rounds rounds; median, fastest, slowest).
 ``--donate`` compiles the one-step function with the state donated and not, counts the copies
 of state leaves in each optimized HLO, and times them interleaved (--rounds rounds of 4 calls,
 median). ``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
