@@ -6,6 +6,7 @@ another net width.
         [--variants fast:2048 xla:2048 ...]      # conv impl : STRIP_PIXELS (half at 256 ch.)
         [--options '{}' '{"xla_cpu_use_xnnpack": true}' '{"conv": "xla", ...}' ...]
         [--options '{}' '{"crop_strip_pixels": 2048}']  # crop's weight-gradient strips
+        [--options '{}' '{"precision": "bf16", "conv": "winograd"}']  # bf16 convolutions
         [--fit --channels 16 --iters 1200]
         [--donate [--rounds 8]]                  # the state donated or not
 
@@ -16,7 +17,9 @@ step's own ``conv.codegen_options()``: '{}' is the product's step, '{"xla_cpu_us
 true}' XLA's default emitter) are all compiled first (a set's "conv" key: the convolution
 implementation it is traced with, or a variant such as "strips-2048" for every layer that has
 it; "crop_strip_pixels": the pixels per strip of every crop weight gradient, whatever the
-layer's channels), then timed interleaved (--rounds rounds; median, fastest, slowest).
+layer's channels; "precision": "bf16", the convolutions in bfloat16; "conv_constants": {name:
+value}, constants of ``dipjax.ops.conv`` set while tracing, e.g. {"WINOGRAD_PIXELS": 1e9} for the
+rules without Winograd), then timed interleaved (--rounds rounds; median, fastest, slowest).
 ``--donate`` compiles the one-step function with the state donated and not, counts the copies
 of state leaves in each optimized HLO, and times them interleaved (--rounds rounds of 4 calls,
 median). ``--fit`` runs the preset with ``--channels`` in every layer of its skip net through
@@ -137,7 +140,9 @@ def options_interleaved(su, options, rounds):
     set's ``"conv"`` key, if any, is the convolution implementation it is traced with, or a
     variant (``conv.Layer.variants``) forced on every tunable layer that has it; its
     ``"crop_strip_pixels"`` key, the pixels per strip of every ``crop`` weight gradient, whatever
-    the layer's channels (``conv.crop_strip_pixels``)."""
+    the layer's channels (``conv.crop_strip_pixels``); its ``"precision"`` key, the convolutions'
+    (``conv.PRECISIONS``, for a preset in float32); its ``"conv_constants"``, module constants of
+    ``conv`` set while tracing."""
     runs = {}
     with conv.recording() as seen:
         jax.eval_shape(su.step, su.state, su.batch)
@@ -146,17 +151,28 @@ def options_interleaved(su, options, rounds):
         flags = json.loads(o)
         name = flags.pop("conv", "auto")
         strip = flags.pop("crop_strip_pixels", None)
+        precision = flags.pop("precision", "f32")
+        constants = flags.pop("conv_constants", {})
         impl = name if name in conv.CONV_IMPLS else "fast"
         # a variant name: every tunable layer that has it computed that way, the rest by the rules
         forced = {la.key: name for la in seen if la.tunable() and name in la.variants()}
         product_strips = conv.crop_strip_pixels
+        product_constants = {k: getattr(conv, k) for k in constants}
+        for k, v in constants.items():
+            setattr(conv, k, v)
         if strip is not None:
             conv.crop_strip_pixels = lambda channels: int(strip)
         try:
-            with conv.conv_impl(impl), conv.conv_choices(forced if impl != name else None):
+            with (
+                conv.conv_impl(impl),
+                conv.conv_choices(forced if impl != name else None),
+                conv.conv_precision(precision),
+            ):
                 lowered = make_runner(su.step, 1).lower(su.state, su.batch)
         finally:
             conv.crop_strip_pixels = product_strips
+            for k, v in product_constants.items():
+                setattr(conv, k, v)
         runs[o] = lowered.compile({**conv.codegen_options(), **flags})
         print(f"{o:60s} compile {time.perf_counter() - t:6.2f} s", flush=True)
     for o, ts in interleaved(runs, su.state, su.batch, rounds).items():

@@ -111,7 +111,7 @@ def test_every_variant_a_layer_can_be_measured_with_computes_the_same_function(c
         for got, ref in zip(run(v), want):
             np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="unknown convolution variant"):
-        conv.conv_variant(x, w, stride, padding, "winograd")
+        conv.conv_variant(x, w, stride, padding, "fft")
 
 
 def test_strips_really_split_the_map_and_crop_only_its_weight_gradient():
@@ -189,7 +189,7 @@ def test_auto_is_xla_off_the_cpu_and_bad_names_are_refused(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
     assert conv.current_impl() == "fast"
     with pytest.raises(ValueError, match="one of"):
-        with conv.conv_impl("winograd"):
+        with conv.conv_impl("fft"):
             pass
 
 
@@ -237,6 +237,81 @@ def test_bf16_is_float32_within_its_rounding_bound(impl, case):
         excess = err - (4 * U * np.asarray(bound) + 1e-4)
         assert excess.max() <= 0, f"{name}: error over the bound by {excess.max()}"
         assert err.max() > 0, f"{name}: bf16 gave exactly the f32 result (was it used?)"
+
+
+# Winograd's F(2x2, 3x3) as Lavin and Gray print it, for the bound below: input transform B^T,
+# kernel transform G, output transform A^T.
+_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
+_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
+
+
+def _abs_winograd(x, w):
+    """F(2x2, 3x3) on |x|, |w| with |B^T|, |G|, |A^T|, by gathering every 4x4 tile: each output
+    as the sum of the absolute values of the terms Winograd's algorithm adds up."""
+    n, h, wd, _ = x.shape
+    ti, tj = -(-(h - 2) // 2), -(-(wd - 2) // 2)
+    x = jnp.pad(jnp.abs(x), ((0, 0), (0, 2 * ti + 2 - h), (0, 2 * tj + 2 - wd), (0, 0)))
+    rows = (2 * np.arange(ti)[:, None] + np.arange(4))[:, :, None, None]
+    cols = (2 * np.arange(tj)[:, None] + np.arange(4))[None, None]
+    tiles = x[:, rows, cols]  # (n, ti, 4, tj, 4, c)
+    bt, g, at = np.abs(_BT), np.abs(_G), np.abs(_AT)
+    v = jnp.einsum("ka,nIaJbc,lb->nIJklc", bt, tiles, bt)
+    u = jnp.einsum("ka,abco,lb->klco", g, jnp.abs(w), g)
+    y = jnp.einsum("pk,nIJklc,klco,ql->nIpJqo", at, v, u, at)
+    return y.reshape(n, 2 * ti, 2 * tj, -1)[:, : h - 2, : wd - 2]
+
+
+@pytest.mark.parametrize("shape", [(2, 13, 11, 5, 6), (1, 10, 12, 3, 4), (1, 3, 4, 2, 2)])
+def test_winograd_in_bf16_is_float32_within_its_rounding_bound(shape):
+    # Each of Winograd's terms is a product of a rounded input or cotangent, a rounded transformed
+    # tile and a rounded transformed kernel (and a gradient is rounded once more), so each moves
+    # by at most ~4 U of its size: the error is within 4 U times the sum of the terms' absolute
+    # values, which _abs_winograd and its gradients (against |r|) add up.
+    n, h, wd, c, o = shape
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, h, wd, c)).astype(np.float32)
+    w = rng.normal(size=(3, 3, c, o)).astype(np.float32)
+    r = rng.normal(size=(n, h - 2, wd - 2, o)).astype(np.float32)
+
+    def run(variant, precision):
+        def loss(x, w):
+            y = conv.conv_variant(x, w, 1, 0, variant, precision)
+            return jnp.sum(y * r), y
+
+        (_, y), g = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(x, w)
+        return y, *g
+
+    bound = lambda x, w: jnp.sum(_abs_winograd(x, w) * np.abs(r))
+    ax, aw = np.abs(x), np.abs(w)
+    bounds = (_abs_winograd(ax, aw), *jax.grad(bound, (0, 1))(ax, aw))
+    got, want = run("winograd", "bf16"), run("xla", "f32")
+    np.testing.assert_allclose(run("winograd", "f32")[0], want[0], rtol=1e-4, atol=1e-4)
+    for a, b, bnd, name in zip(got, want, bounds, "y dx dw".split()):
+        assert a.dtype == jnp.float32
+        err = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+        excess = err - (4 * U * np.asarray(bnd) + 1e-4)
+        assert excess.max() <= 0, f"{name}: error over the bound by {excess.max()}"
+        assert err.max() > 1e-4, f"{name}: bf16 gave the f32 result (was it used?)"
+
+
+def test_winograd_runs_as_matrix_products_and_is_the_rule_for_wide_large_maps(monkeypatch):
+    x = jax.ShapeDtypeStruct((1, 10, 10, 4), jnp.float32)
+    w = jax.ShapeDtypeStruct((3, 3, 4, 4), jnp.float32)
+    loss = lambda x, w: jnp.sum(conv.conv_variant(x, w, 1, 1, "winograd") ** 2)
+    hlo = jax.jit(jax.value_and_grad(loss, (0, 1))).lower(x, w).as_text()
+    assert "convolution" not in hlo
+    assert hlo.count("dot_general") >= 3 * 16  # 16 products forward, 16 per gradient
+    px, ch = conv.WINOGRAD_PIXELS, conv.WINOGRAD_CHANNELS
+    side = int(np.ceil(np.sqrt(px)))
+    layer = lambda h, c, o, k=3, s=1: conv.Layer((1, h, h, c), k, o, s, 0, "f32")
+    assert layer(side + 2, ch, ch).rule() == "winograd"
+    assert layer(side + 2, ch + 4, 2 * ch).rule() == "winograd"
+    assert layer(side + 1, ch, ch).rule() != "winograd"  # (side - 1)^2 < px outputs
+    assert layer(side + 2, ch - 1, ch).rule() != "winograd"  # too few input channels
+    assert layer(side + 2, ch, ch - 1).rule() != "winograd"  # too few output channels
+    assert "winograd" not in layer(side + 2, ch, ch, s=2).variants()
+    assert "winograd" not in layer(side + 2, ch, ch, k=5).variants()
 
 
 def test_bad_precision_is_refused():

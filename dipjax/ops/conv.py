@@ -7,11 +7,15 @@ Implementations, selected with ``conv_impl`` (read while jit traces, so wrap the
 - ``fast`` (what ``auto`` means on a CPU): per layer, the implementation measured fastest on
   this machine for that layer when ``conv_choices`` supplies one (``dipjax.ops.conv_choice``
   measures and keeps them), else these rules: 1x1 convolutions and maps of at most
-  ``SMALL_PIXELS`` output pixels become matrix products (patches x kernel), and maps that split
+  ``SMALL_PIXELS`` output pixels become matrix products (patches x kernel); 3x3 stride-1 layers
+  of at least ``WINOGRAD_PIXELS`` output pixels and ``WINOGRAD_CHANNELS`` channels in and out
+  run ``winograd`` (``dipjax.ops.winograd``: 16 matrix products on transformed 4x4 tiles, 4/9
+  of the multiplications, forward and both gradients); other maps that split
   into strips of about ``STRIP_PIXELS`` output pixels run ``crop``, with a custom VJP: the
   forward pass as one zero-padded convolution whose border outputs are cropped, the input
   gradient as one convolution, the weight gradient per strip (``crop_strip_pixels``: smaller
   strips for inputs of 256 channels or more).
+- ``winograd`` (3x3, stride 1): Winograd's F(2x2, 3x3), ``dipjax.ops.winograd.conv3x3``.
 - ``dot``: every convolution as patches x kernel (under ``vmap`` with per-fit weights these are
   batched matrix products, where XLA's convolutions become grouped convolutions).
 - ``auto``: ``fast`` on the CPU, ``xla`` elsewhere (accelerators' convolutions need no help).
@@ -46,6 +50,8 @@ from typing import Iterator, Optional
 import jax
 import jax.numpy as jnp
 
+from dipjax.ops import winograd
+
 Array = jax.Array
 CONV_IMPLS = ("auto", "xla", "fast", "dot")
 LIBRARIES = ("ynnpack", "eigen")  # XLA's default first
@@ -57,6 +63,8 @@ SMALL_PIXELS = 64
 STRIP_PIXELS = 2048
 STRIP_CHANNELS = 128  # crop's weight-gradient strips shrink for every multiple of this in C
 STRIP_CHOICES = (1024, 2048, 4096)  # the strip sizes a measured choice may pick
+WINOGRAD_PIXELS = 4096  # 3x3 stride-1 layers of this many output pixels or more, and
+WINOGRAD_CHANNELS = 128  # this many input and output channels or more, run ``winograd``
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 _IMPL = contextvars.ContextVar("dipjax_conv_impl", default="auto")
@@ -115,12 +123,13 @@ class Layer:
     def variants(self) -> tuple:
         """The ways ``fast`` can compute this layer: ``xla`` (one convolution), ``dot``
         (patches x kernel), ``crop`` (for k > 1: the forward pass padded and cropped, the
-        weight gradient in strips of about ``crop_strip_pixels`` output pixels) and ``strips-P``
+        weight gradient in strips of about ``crop_strip_pixels`` output pixels), ``strips-P``
         (strips of about P output pixels, for each P of ``STRIP_CHOICES`` that splits the
-        map)."""
+        map) and, for 3x3 stride-1 layers, ``winograd``."""
         ho, wo = self.out_hw
         strips = [f"strips-{p}" for p in STRIP_CHOICES if max(1, p // wo) < ho]
-        return ("xla", "dot", *(["crop"] if self.k > 1 else []), *strips)
+        winograd = ["winograd"] if self.k == 3 and self.stride == 1 else []
+        return ("xla", "dot", *(["crop"] if self.k > 1 else []), *strips, *winograd)
 
     def rule(self) -> str:
         """The variant of the fixed rules (used when nothing was measured). Whether a map
@@ -129,6 +138,9 @@ class Layer:
         ho, wo = self.out_hw
         if self.k == 1 or ho * wo <= SMALL_PIXELS:
             return "dot"
+        wide = min(self.shape[-1], self.out) >= WINOGRAD_CHANNELS
+        if "winograd" in self.variants() and wide and ho * wo >= WINOGRAD_PIXELS:
+            return "winograd"
         return "crop" if max(1, STRIP_PIXELS // wo) < ho else "xla"
 
     def tunable(self) -> bool:
@@ -362,8 +374,8 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0) -> Array:
 def conv_variant(
     x: Array, kernel: Array, stride: int, padding: int, variant: str, precision: str = "f32"
 ) -> Array:
-    """``conv2d`` computed one way: ``xla``, ``dot``, ``crop`` or ``strips-P`` (see
-    ``Layer.variants``)."""
+    """``conv2d`` computed one way: ``xla``, ``dot``, ``crop``, ``strips-P`` or ``winograd``
+    (see ``Layer.variants``)."""
     if precision == "bf16":
         x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
     if variant == "xla":
@@ -372,6 +384,8 @@ def conv_variant(
         x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     if variant == "dot":
         return conv_dot(x, kernel, stride)
+    if variant == "winograd":
+        return winograd.conv3x3(x, kernel, precision)
     wo = (x.shape[2] - kernel.shape[0]) // stride + 1
     if variant == "crop":
         return conv_strips(x, kernel, stride, max(1, crop_strip_pixels(x.shape[-1]) // wo), True)
