@@ -6,7 +6,7 @@ another net width.
         [--variants fast:2048 xla:2048 ...]      # conv impl : STRIP_PIXELS (half at 256 ch.)
         [--options '{}' '{"xla_cpu_use_xnnpack": true}' '{"conv": "xla", ...}' ...]
         [--options '{}' '{"crop_strip_pixels": 2048}']  # crop's weight-gradient strips
-        [--options '{}' '{"precision": "bf16", "conv": "winograd"}']  # bf16 convolutions
+        [--options '{}' '{"precision": "bf16"}']  # the convolutions in bfloat16
         [--fit --channels 16 --iters 1200]
         [--donate [--rounds 8]]                  # the state donated or not
 
@@ -144,8 +144,6 @@ def options_interleaved(su, options, rounds):
     (``conv.PRECISIONS``, for a preset in float32); its ``"conv_constants"``, module constants of
     ``conv`` set while tracing."""
     runs = {}
-    with conv.recording() as seen:
-        jax.eval_shape(su.step, su.state, su.batch)
     for o in options:
         t = time.perf_counter()
         flags = json.loads(o)
@@ -153,6 +151,8 @@ def options_interleaved(su, options, rounds):
         strip = flags.pop("crop_strip_pixels", None)
         precision = flags.pop("precision", "f32")
         constants = flags.pop("conv_constants", {})
+        with conv.recording() as seen, conv.conv_precision(precision):
+            jax.eval_shape(su.step, su.state, su.batch)
         impl = name if name in conv.CONV_IMPLS else "fast"
         # a variant name: every tunable layer that has it computed that way, the rest by the rules
         forced = {la.key: name for la in seen if la.tunable() and name in la.variants()}

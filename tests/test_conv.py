@@ -285,23 +285,27 @@ def test_winograd_in_bf16_is_float32_within_its_rounding_bound(shape):
     bound = lambda x, w: jnp.sum(_abs_winograd(x, w) * np.abs(r))
     ax, aw = np.abs(x), np.abs(w)
     bounds = (_abs_winograd(ax, aw), *jax.grad(bound, (0, 1))(ax, aw))
-    got, want = run("winograd", "bf16"), run("xla", "f32")
+    got, want, xla16 = run("winograd", "bf16"), run("xla", "f32"), run("xla", "bf16")
     np.testing.assert_allclose(run("winograd", "f32")[0], want[0], rtol=1e-4, atol=1e-4)
-    for a, b, bnd, name in zip(got, want, bounds, "y dx dw".split()):
+    rms = lambda a, b: np.sqrt(np.mean((np.asarray(a, np.float64) - np.asarray(b)) ** 2))
+    for a, b, c, bnd, name in zip(got, want, xla16, bounds, "y dx dw".split()):
         assert a.dtype == jnp.float32
         err = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
         excess = err - (4 * U * np.asarray(bnd) + 1e-4)
         assert excess.max() <= 0, f"{name}: error over the bound by {excess.max()}"
         assert err.max() > 1e-4, f"{name}: bf16 gave the f32 result (was it used?)"
+        # and near XLA's bf16 convolution, whose operands round once fewer (Winograd's RMS
+        # error came out 1.4-2.1x XLA's on these arrays)
+        assert rms(a, b) <= 3 * rms(c, b), f"{name}: {rms(a, b)} against XLA's {rms(c, b)}"
 
 
-def test_winograd_runs_as_matrix_products_and_is_the_rule_for_wide_large_maps(monkeypatch):
+def test_winograd_runs_as_matrix_products_and_is_the_rule_for_wide_large_maps():
     x = jax.ShapeDtypeStruct((1, 10, 10, 4), jnp.float32)
     w = jax.ShapeDtypeStruct((3, 3, 4, 4), jnp.float32)
     loss = lambda x, w: jnp.sum(conv.conv_variant(x, w, 1, 1, "winograd") ** 2)
     hlo = jax.jit(jax.value_and_grad(loss, (0, 1))).lower(x, w).as_text()
     assert "convolution" not in hlo
-    assert hlo.count("dot_general") >= 3 * 16  # 16 products forward, 16 per gradient
+    assert hlo.count("dot_general") >= 3 * 16  # at least 16 products per pass
     px, ch = conv.WINOGRAD_PIXELS, conv.WINOGRAD_CHANNELS
     side = int(np.ceil(np.sqrt(px)))
     layer = lambda h, c, o, k=3, s=1: conv.Layer((1, h, h, c), k, o, s, 0, "f32")

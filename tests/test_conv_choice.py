@@ -320,6 +320,31 @@ def test_a_variant_that_failed_does_not_get_its_layer_measured_again(tmp_path, m
 
 
 @pytest.mark.skipif(len(LIBS) < 2, reason="this jaxlib offers one convolution library")
+@pytest.mark.parametrize("every_variant", [True, False])
+def test_an_entry_stored_before_a_variant_or_rule_existed_is_measured_again(
+    tmp_path, every_variant
+):
+    # Entries from before `winograd` existed lack its time; when the rule is `winograd` (or every
+    # variant is measured) such an entry must not stand in for a measurement.
+    before = conv_choice.current_file()
+    path = tmp_path / conv_choice.FILE_NAME
+    big = conv.Layer((1, 66, 66, 128), 3, 128, 1, 0, "f32")
+    assert big.rule() == "winograd"
+    try:
+        for tried in ([], ["winograd"]):  # a variant that failed counts as tried
+            old = {v: 1.0 for v in big.variants() if v != "winograd"}
+            entry = {"choice": "crop", "ms": old, "tried": tried}
+            path.write_text(json.dumps({conv_choice.machine(): {big.key: entry}}))
+            conv_choice.use_file(path, every_variant=every_variant)
+            assert conv_choice.missing([big]) == ([] if tried else [big])
+            entry["ms"] = {**old, "winograd": 1.0}
+            path.write_text(json.dumps({conv_choice.machine(): {big.key: entry}}))
+            conv_choice.use_file(path, every_variant=every_variant)
+            assert conv_choice.missing([big]) == []
+    finally:
+        conv_choice.use_file(before)
+
+
 def test_a_process_keeps_the_library_it_chose_when_the_file_changes(measured):
     path = conv_choice.current_file()
     _write(path, {L1: "xla", L2: "xla"}, eigen_ms=0.5)

@@ -128,18 +128,25 @@ class Layer:
         map) and, for 3x3 stride-1 layers, ``winograd``."""
         ho, wo = self.out_hw
         strips = [f"strips-{p}" for p in STRIP_CHOICES if max(1, p // wo) < ho]
-        winograd = ["winograd"] if self.k == 3 and self.stride == 1 else []
+        winograd = ["winograd"] if self.winograd_shaped else []
         return ("xla", "dot", *(["crop"] if self.k > 1 else []), *strips, *winograd)
 
+    @property
+    def winograd_shaped(self) -> bool:
+        """Whether ``winograd`` computes this layer: a 3x3 kernel at stride 1."""
+        return self.k == 3 and self.stride == 1
+
     def rule(self) -> str:
-        """The variant of the fixed rules (used when nothing was measured). Whether a map
-        splits is judged by ``STRIP_PIXELS`` whatever its channels; ``crop_strip_pixels`` then
-        sizes the strips of its weight gradient."""
+        """The variant of the fixed rules (used when nothing was measured): ``dot`` for 1x1
+        kernels and small maps, ``winograd`` for 3x3 stride-1 layers of ``WINOGRAD_PIXELS``
+        outputs and ``WINOGRAD_CHANNELS`` channels in and out or more, else ``crop`` where the
+        map splits (judged by ``STRIP_PIXELS`` whatever its channels; ``crop_strip_pixels`` then
+        sizes the strips of its weight gradient) or ``xla``."""
         ho, wo = self.out_hw
         if self.k == 1 or ho * wo <= SMALL_PIXELS:
             return "dot"
         wide = min(self.shape[-1], self.out) >= WINOGRAD_CHANNELS
-        if "winograd" in self.variants() and wide and ho * wo >= WINOGRAD_PIXELS:
+        if self.winograd_shaped and wide and ho * wo >= WINOGRAD_PIXELS:
             return "winograd"
         return "crop" if max(1, STRIP_PIXELS // wo) < ho else "xla"
 

@@ -2,9 +2,10 @@
 step's convolutions run by the library measured fastest there, the measurements kept in a file
 beside the compile cache.
 
-The fixed rules of ``conv.py`` (matrix products below ``SMALL_PIXELS`` output pixels, above it a
-padded-and-cropped forward pass with weight gradients in strips of ``crop_strip_pixels``) were
-tuned on a few machines; another CPU can prefer one whole convolution, strips or matrix products.
+The fixed rules of ``conv.py`` (matrix products below ``SMALL_PIXELS`` output pixels, Winograd's
+for wide 3x3 layers of ``WINOGRAD_PIXELS`` or more, else a padded-and-cropped forward pass with
+weight gradients in strips of ``crop_strip_pixels``) were tuned on a few machines; another CPU
+can prefer one whole convolution, strips or matrix products.
 ``traced`` traces a step with the choices known for this machine, records its convolutions,
 and when some ``Layer.tunable`` layer has none, times it (forward pass and both gradients,
 jitted alone, the fastest of a few interleaved rounds) under each of ``conv.libraries()``
@@ -233,12 +234,13 @@ def layers_measured(path=None) -> set:
 
 
 def _complete(layer: conv.Layer, entry) -> bool:
-    """Whether a stored entry holds what the file in use measures: a choice, and with every
-    variant measured, every candidate timed (or tried: variants that failed are not)."""
+    """Whether a stored entry holds what the file in use measures: a choice, and every one of
+    today's ``candidates`` timed or tried (a variant that failed is tried, not timed), so that
+    an entry stored before a variant existed, or a rule changed, is measured again."""
     if not (isinstance(entry, dict) and "choice" in entry):
         return False
-    timed = set(entry.get("ms") or {})
-    return not _every_variant or entry.get("every_variant") or set(candidates(layer)) <= timed
+    done = set(entry.get("ms") or {}) | set(entry.get("tried") or ())
+    return set(candidates(layer)) <= done
 
 
 def _stored() -> dict:
@@ -324,9 +326,7 @@ def _measure(todo: dict, report) -> None:
     for lib, las in todo.items():
         for la in las:
             ms = measure(la, lib)
-            entry = {"choice": pick(la, ms), "ms": ms}
-            if _every_variant:
-                entry["every_variant"] = True
+            entry = {"choice": pick(la, ms), "ms": ms, "tried": list(candidates(la))}
             measured[entry_key(la, lib)] = (la, entry)
     stored = _load(_file)  # re-read: another run may have added layers meanwhile
     mine = stored.setdefault(here, {})

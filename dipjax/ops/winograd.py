@@ -30,16 +30,18 @@ G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
 AT = ((1, 1, 1, 0), (0, 1, -1, -1))
 _B = tuple(zip(*BT))
 _A = tuple(zip(*AT))
+_G = np.asarray(G, np.float32)
 _DTYPES = {"f32": _F32, "bf16": jnp.bfloat16}
+
+
+def _sum(terms: list):
+    return functools.reduce(lambda a, b: a + b, terms)
 
 
 def _combine(matrix, xs: list) -> list:
     """[sum_j matrix[i][j] * xs[j] for each row i], skipping zeros and multiplying by no +-1."""
-    out = []
-    for row in matrix:
-        terms = [x if c == 1 else -x if c == -1 else c * x for c, x in zip(row, xs) if c]
-        out.append(functools.reduce(lambda a, b: a + b, terms))
-    return out
+    scaled = lambda c, x: x if c == 1 else -x if c == -1 else c * x
+    return [_sum([scaled(c, x) for c, x in zip(row, xs) if c]) for row in matrix]
 
 
 def _both_axes(matrix, grid: list) -> list:
@@ -75,13 +77,14 @@ def _grid(a: list, b, contract: tuple) -> list:
 
 
 def _forward(x, kernel, dtype):
+    """x (N, H, W, C), kernel (3, 3, C, O) -> (y (N, H - 2, W - 2, O) float32, residuals): the
+    transformed tiles v[k][l] (N * ti * tj, C) and kernel u (4, 4, C, O), both in ``dtype``."""
     n, h, w, c = x.shape
     ho, wo, o = h - 2, w - 2, kernel.shape[-1]
     ti, tj = -(-ho // 2), -(-wo // 2)
     v = _both_axes(BT, _tiles(x.astype(_F32), ti, tj, 4))
     v = [[t.reshape(-1, c).astype(dtype) for t in row] for row in v]
-    g = np.asarray(G, np.float32)
-    u = jnp.einsum("ka,abco,lb->klco", g, kernel.astype(_F32), g).astype(dtype)
+    u = jnp.einsum("ka,abco,lb->klco", _G, kernel.astype(_F32), _G).astype(dtype)
     m = [[p.reshape(n, ti, tj, o) for p in row] for row in _grid(v, u, (1, 0))]
     return _interleave(_both_axes(AT, m))[:, :ho, :wo], (v, u)
 
@@ -89,8 +92,9 @@ def _forward(x, kernel, dtype):
 def conv3x3(x: Array, kernel: Array, precision: str = "f32") -> Array:
     """Unpadded stride-1 cross-correlation of x (N, H, W, C) with kernel (3, 3, C, O), H, W >= 3:
     (N, H - 2, W - 2, O) float32. For "bf16" ``precision`` x and kernel are rounded to bfloat16,
-    and so are the transformed tiles, kernel and (for the gradients) cotangent, for products
-    that accumulate in float32; the gradients come back in x's and kernel's dtypes."""
+    and so are the transformed tiles, the transformed kernel and (for the gradients) the
+    transformed cotangent, for products that accumulate in float32; the gradients come back in
+    bfloat16 (float32 for "f32")."""
     dtype = _DTYPES[precision]
     return _conv3x3(x.astype(dtype), kernel.astype(dtype), precision)
 
@@ -101,11 +105,12 @@ def _conv3x3(x: Array, kernel: Array, precision: str) -> Array:
 
 
 def _fwd(x, kernel, precision):
-    y, (v, u) = _forward(x, kernel, _DTYPES[precision])
-    return y, (v, u)
+    return _forward(x, kernel, _DTYPES[precision])
 
 
 def _bwd(precision, residuals, dy):
+    """dy (N, Ho, Wo, O) -> (dx (N, Ho + 2, Wo + 2, C), dkernel (3, 3, C, O)), in the precision's
+    dtype."""
     dtype = _DTYPES[precision]  # x's and the kernel's too (conv3x3)
     v, u = residuals
     n, ho, wo, o = dy.shape
@@ -119,11 +124,10 @@ def _bwd(precision, residuals, dy):
     # 2i + a, so the 4x4 tile gradients t[a][b] fold into 2x2 blocks, shifted one tile down/right.
     t = _both_axes(_B, dv)
     shift = lambda z, di, dj: jnp.pad(z, ((0, 0), (di, 1 - di), (dj, 1 - dj), (0, 0)))
-    fold = lambda p, q: sum(shift(t[p + 2 * i][q + 2 * j], i, j) for i in (0, 1) for j in (0, 1))
+    fold = lambda p, q: _sum([shift(t[p + 2 * i][q + 2 * j], i, j) for i in (0, 1) for j in (0, 1)])
     blocks = [[fold(p, q) for q in (0, 1)] for p in (0, 1)]
     dx = _interleave(blocks)[:, : ho + 2, : wo + 2]
-    g = np.asarray(G, np.float32)
-    dk = jnp.einsum("ka,klco,lb->abco", g, du, g)
+    dk = jnp.einsum("ka,klco,lb->abco", _G, du, _G)
     return dx.astype(dtype), dk.astype(dtype)
 
 
