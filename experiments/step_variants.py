@@ -148,20 +148,20 @@ def options_interleaved(su, options, rounds):
         t = time.perf_counter()
         flags = json.loads(o)
         name = flags.pop("conv", "auto")
-        strip = flags.pop("crop_strip_pixels", None)
         precision = flags.pop("precision", "f32")
-        constants = flags.pop("conv_constants", {})
+        # conv's module attributes to set while tracing, crop's strip sizes among them
+        overrides = flags.pop("conv_constants", {})
+        if "crop_strip_pixels" in flags:
+            strip = int(flags.pop("crop_strip_pixels"))
+            overrides["crop_strip_pixels"] = lambda channels: strip
         with conv.recording() as seen, conv.conv_precision(precision):
             jax.eval_shape(su.step, su.state, su.batch)
         impl = name if name in conv.CONV_IMPLS else "fast"
         # a variant name: every tunable layer that has it computed that way, the rest by the rules
         forced = {la.key: name for la in seen if la.tunable() and name in la.variants()}
-        product_strips = conv.crop_strip_pixels
-        product_constants = {k: getattr(conv, k) for k in constants}
-        for k, v in constants.items():
+        product = {k: getattr(conv, k) for k in overrides}
+        for k, v in overrides.items():
             setattr(conv, k, v)
-        if strip is not None:
-            conv.crop_strip_pixels = lambda channels: int(strip)
         try:
             with (
                 conv.conv_impl(impl),
@@ -170,8 +170,7 @@ def options_interleaved(su, options, rounds):
             ):
                 lowered = make_runner(su.step, 1).lower(su.state, su.batch)
         finally:
-            conv.crop_strip_pixels = product_strips
-            for k, v in product_constants.items():
+            for k, v in product.items():
                 setattr(conv, k, v)
         runs[o] = lowered.compile({**conv.codegen_options(), **flags})
         print(f"{o:60s} compile {time.perf_counter() - t:6.2f} s", flush=True)

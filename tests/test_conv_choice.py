@@ -319,7 +319,6 @@ def test_a_variant_that_failed_does_not_get_its_layer_measured_again(tmp_path, m
         conv_choice.use_file(before)
 
 
-@pytest.mark.skipif(len(LIBS) < 2, reason="this jaxlib offers one convolution library")
 @pytest.mark.parametrize("every_variant", [True, False])
 def test_an_entry_stored_before_a_variant_or_rule_existed_is_measured_again(
     tmp_path, every_variant
@@ -345,6 +344,7 @@ def test_an_entry_stored_before_a_variant_or_rule_existed_is_measured_again(
         conv_choice.use_file(before)
 
 
+@pytest.mark.skipif(len(LIBS) < 2, reason="this jaxlib offers one convolution library")
 def test_a_process_keeps_the_library_it_chose_when_the_file_changes(measured):
     path = conv_choice.current_file()
     _write(path, {L1: "xla", L2: "xla"}, eigen_ms=0.5)
