@@ -150,7 +150,7 @@ def test_a_layer_too_big_for_patches_is_not_timed_as_one(monkeypatch):
 
 def test_a_rule_within_the_margin_of_the_fastest_stays():
     big = conv.Layer((1, 130, 130, 132), 3, 128, 1, 0, "f32")
-    assert big.rule() == "winograd"
+    assert big.rule() == "winograd-4"
     rule = big.rule()
     assert conv_choice.pick(big, {"xla": 100.0, rule: 104.0, "dot": 200.0}) == rule
     assert conv_choice.pick(big, {"xla": 100.0, rule: 106.0, "dot": 200.0}) == "xla"
@@ -323,20 +323,20 @@ def test_a_variant_that_failed_does_not_get_its_layer_measured_again(tmp_path, m
 def test_an_entry_stored_before_a_variant_or_rule_existed_is_measured_again(
     tmp_path, every_variant
 ):
-    # Entries from before `winograd` existed lack its time; when the rule is `winograd` (or every
-    # variant is measured) such an entry must not stand in for a measurement.
+    # Entries from before `winograd-4` existed lack its time; when the rule is `winograd-4` (or
+    # every variant is measured) such an entry must not stand in for a measurement.
     before = conv_choice.current_file()
     path = tmp_path / conv_choice.FILE_NAME
     big = conv.Layer((1, 66, 66, 128), 3, 128, 1, 0, "f32")
-    assert big.rule() == "winograd"
+    assert big.rule() == "winograd-4"
     try:
-        for tried in ([], ["winograd"]):  # a variant that failed counts as tried
-            old = {v: 1.0 for v in big.variants() if v != "winograd"}
+        for tried in ([], ["winograd-4"]):  # a variant that failed counts as tried
+            old = {v: 1.0 for v in big.variants() if v != "winograd-4"}
             entry = {"choice": "crop", "ms": old, "tried": tried}
             path.write_text(json.dumps({conv_choice.machine(): {big.key: entry}}))
             conv_choice.use_file(path, every_variant=every_variant)
             assert conv_choice.missing([big]) == ([] if tried else [big])
-            entry["ms"] = {**old, "winograd": 1.0}
+            entry["ms"] = {**old, "winograd-4": 1.0}
             path.write_text(json.dumps({conv_choice.machine(): {big.key: entry}}))
             conv_choice.use_file(path, every_variant=every_variant)
             assert conv_choice.missing([big]) == []

@@ -8,14 +8,15 @@ Implementations, selected with ``conv_impl`` (read while jit traces, so wrap the
   this machine for that layer when ``conv_choices`` supplies one (``dipjax.ops.conv_choice``
   measures and keeps them), else these rules: 1x1 convolutions and maps of at most
   ``SMALL_PIXELS`` output pixels become matrix products (patches x kernel); 3x3 stride-1 layers
-  of at least ``WINOGRAD_PIXELS`` output pixels and ``WINOGRAD_CHANNELS`` channels in and out
-  run ``winograd`` (``dipjax.ops.winograd``: 16 matrix products on transformed 4x4 tiles, 4/9
-  of the multiplications, forward and both gradients); other maps that split
+  of at least ``WINOGRAD_PIXELS`` output pixels and enough channels (``Layer.rule``) run
+  Winograd's convolutions (``dipjax.ops.winograd``: in float32 ``winograd-4``, 36 matrix
+  products on transformed 6x6 tiles, 1/4 of the multiplications, forward and both gradients;
+  in bfloat16 ``winograd-2``, 16 on 4x4 tiles, 4/9 of them); other maps that split
   into strips of about ``STRIP_PIXELS`` output pixels run ``crop``, with a custom VJP: the
   forward pass as one zero-padded convolution whose border outputs are cropped, the input
   gradient as one convolution, the weight gradient per strip (``crop_strip_pixels``: smaller
   strips for inputs of 256 channels or more).
-- ``winograd`` (3x3, stride 1): Winograd's F(2x2, 3x3), ``dipjax.ops.winograd.conv3x3``.
+- ``winograd-T`` (3x3, stride 1; T = 2, 4): Winograd's F(T x T, 3x3), ``dipjax.ops.winograd``.
 - ``dot``: every convolution as patches x kernel (under ``vmap`` with per-fit weights these are
   batched matrix products, where XLA's convolutions become grouped convolutions).
 - ``auto``: ``fast`` on the CPU, ``xla`` elsewhere (accelerators' convolutions need no help).
@@ -63,8 +64,12 @@ SMALL_PIXELS = 64
 STRIP_PIXELS = 2048
 STRIP_CHANNELS = 128  # crop's weight-gradient strips shrink for every multiple of this in C
 STRIP_CHOICES = (1024, 2048, 4096)  # the strip sizes a measured choice may pick
-WINOGRAD_PIXELS = 4096  # 3x3 stride-1 layers of this many output pixels or more, and
-WINOGRAD_CHANNELS = 128  # this many input and output channels or more, run ``winograd``
+# 3x3 stride-1 layers of WINOGRAD_PIXELS output pixels or more run Winograd's convolutions: in
+# float32 ``winograd-4`` where output pixels x input x output channels reach WINOGRAD_WORK, in
+# bfloat16 ``winograd-2`` where both channel counts reach WINOGRAD_CHANNELS
+WINOGRAD_PIXELS = 4096
+WINOGRAD_WORK = 2**23
+WINOGRAD_CHANNELS = 128
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 _IMPL = contextvars.ContextVar("dipjax_conv_impl", default="auto")
@@ -125,29 +130,35 @@ class Layer:
         (patches x kernel), ``crop`` (for k > 1: the forward pass padded and cropped, the
         weight gradient in strips of about ``crop_strip_pixels`` output pixels), ``strips-P``
         (strips of about P output pixels, for each P of ``STRIP_CHOICES`` that splits the
-        map) and, for 3x3 stride-1 layers, ``winograd``."""
+        map) and, for 3x3 stride-1 layers, ``winograd-T`` (Winograd's F(T x T, 3x3): T = 2 and
+        4 in float32, 2 alone in bfloat16, whose rounding F(4x4, 3x3)'s transforms magnify)."""
         ho, wo = self.out_hw
         strips = [f"strips-{p}" for p in STRIP_CHOICES if max(1, p // wo) < ho]
-        winograd = ["winograd"] if self.winograd_shaped else []
-        return ("xla", "dot", *(["crop"] if self.k > 1 else []), *strips, *winograd)
+        tiles = winograd.TILES if self.precision == "f32" else (2,)
+        winograd_ = [f"winograd-{t}" for t in tiles] if self.winograd_shaped else []
+        return ("xla", "dot", *(["crop"] if self.k > 1 else []), *strips, *winograd_)
 
     @property
     def winograd_shaped(self) -> bool:
-        """Whether ``winograd`` computes this layer: a 3x3 kernel at stride 1."""
+        """Whether Winograd's ``winograd-T`` compute this layer: a 3x3 kernel at stride 1."""
         return self.k == 3 and self.stride == 1
 
     def rule(self) -> str:
         """The variant of the fixed rules (used when nothing was measured): ``dot`` for 1x1
-        kernels and small maps, ``winograd`` for 3x3 stride-1 layers of ``WINOGRAD_PIXELS``
-        outputs and ``WINOGRAD_CHANNELS`` channels in and out or more, else ``crop`` where the
+        kernels and small maps; for 3x3 stride-1 layers of ``WINOGRAD_PIXELS`` outputs or more,
+        ``winograd-4`` in float32 where outputs x input x output channels reach
+        ``WINOGRAD_WORK``, ``winograd-2`` in bfloat16 where both channel counts reach
+        ``WINOGRAD_CHANNELS``; else ``crop`` where the
         map splits (judged by ``STRIP_PIXELS`` whatever its channels; ``crop_strip_pixels`` then
         sizes the strips of its weight gradient) or ``xla``."""
         ho, wo = self.out_hw
         if self.k == 1 or ho * wo <= SMALL_PIXELS:
             return "dot"
-        wide = min(self.shape[-1], self.out) >= WINOGRAD_CHANNELS
-        if self.winograd_shaped and wide and ho * wo >= WINOGRAD_PIXELS:
-            return "winograd"
+        if self.winograd_shaped and ho * wo >= WINOGRAD_PIXELS:
+            if self.precision == "f32" and ho * wo * self.shape[-1] * self.out >= WINOGRAD_WORK:
+                return "winograd-4"
+            if self.precision != "f32" and min(self.shape[-1], self.out) >= WINOGRAD_CHANNELS:
+                return "winograd-2"
         return "crop" if max(1, STRIP_PIXELS // wo) < ho else "xla"
 
     def tunable(self) -> bool:
@@ -381,7 +392,7 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0) -> Array:
 def conv_variant(
     x: Array, kernel: Array, stride: int, padding: int, variant: str, precision: str = "f32"
 ) -> Array:
-    """``conv2d`` computed one way: ``xla``, ``dot``, ``crop``, ``strips-P`` or ``winograd``
+    """``conv2d`` computed one way: ``xla``, ``dot``, ``crop``, ``strips-P`` or ``winograd-T``
     (see ``Layer.variants``)."""
     if precision == "bf16":
         x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
@@ -391,8 +402,8 @@ def conv_variant(
         x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     if variant == "dot":
         return conv_dot(x, kernel, stride)
-    if variant == "winograd":
-        return winograd.conv3x3(x, kernel, precision)
+    if variant.startswith("winograd-"):
+        return winograd.conv3x3(x, kernel, precision, int(variant[len("winograd-") :]))
     wo = (x.shape[2] - kernel.shape[0]) // stride + 1
     if variant == "crop":
         return conv_strips(x, kernel, stride, max(1, crop_strip_pixels(x.shape[-1]) // wo), True)

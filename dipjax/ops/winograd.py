@@ -1,16 +1,19 @@
-"""3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin and Gray, "Fast
-Algorithms for Convolutional Neural Networks", 2016), as matrix products.
+"""3x3 stride-1 convolution by Winograd's minimal filtering F(m x m, 3x3) (Lavin and Gray, "Fast
+Algorithms for Convolutional Neural Networks", 2016), as matrix products, for output tiles of
+side m = 2 or 4.
 
-Each 2x2 block of outputs comes from the 4x4 input tile d around it: y = A^T [U . (B^T d B)] A,
-with U = G g G^T the 4x4 transform of the 3x3 kernel g. Over all tiles and channels that is 16
-matrix products (tiles x C) @ (C x O), 16/36 of a direct convolution's multiplications, with
-the transforms as sums and differences of strided slices (no copy along the channel axis). Its
-gradients are the same kind of products (custom VJP below): the output gradient goes through A's
-transpose, the input gradient through B's, the kernel's gradient is G^T dU G.
+Each m x m block of outputs comes from the (m + 2) x (m + 2) input tile d around it:
+y = A^T [U . (B^T d B)] A, with U = G g G^T the transform of the 3x3 kernel g. Over all tiles and
+channels that is (m + 2)^2 matrix products (tiles x C) @ (C x O): 16/36 of a direct convolution's
+multiplications for m = 2, 36/144 for m = 4. The transforms are sums of strided slices (no copy
+along the channel axis), along the rows, then the columns. The gradients are the same kind of
+products (custom VJP below): the output gradient goes through A's transpose, the input gradient
+through B's (then summed over the overlapping tiles), the kernel's gradient is G^T dU G.
 
 Why: on XLA's CPU backend the products run at the rate of its matrix multiply, and in bfloat16
 at that of its bf16 matrix multiply (twice f32's on AVX512_BF16), which its convolutions do not
-reach (README, "Winograd's convolutions").
+reach (README, "Winograd's convolutions"). F(4x4, 3x3)'s transforms have coefficients up to 25
+(B) and 1/24 (G), which bfloat16's rounding magnifies: m = 4 is for float32.
 """
 
 from __future__ import annotations
@@ -23,15 +26,37 @@ import numpy as np
 
 Array = jax.Array
 _F32 = jnp.float32
-# F(2, 3)'s matrices: input transform B^T (4x4), kernel transform G (4x3), output transform
-# A^T (2x4)
-BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
-G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))
-AT = ((1, 1, 1, 0), (0, 1, -1, -1))
-_B = tuple(zip(*BT))
-_A = tuple(zip(*AT))
-_G = np.asarray(G, np.float32)
+# Per output tile side m: input transform B^T ((m+2) x (m+2)), kernel transform G ((m+2) x 3),
+# output transform A^T (m x (m+2)).
+MATRICES = {
+    2: {
+        "BT": ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+        "G": ((1, 0, 0), (1 / 2, 1 / 2, 1 / 2), (1 / 2, -1 / 2, 1 / 2), (0, 0, 1)),
+        "AT": ((1, 1, 1, 0), (0, 1, -1, -1)),
+    },
+    4: {
+        "BT": (
+            (4, 0, -5, 0, 1, 0),
+            (0, -4, -4, 1, 1, 0),
+            (0, 4, -4, -1, 1, 0),
+            (0, -2, -1, 2, 1, 0),
+            (0, 2, -1, -2, 1, 0),
+            (0, 4, 0, -5, 0, 1),
+        ),
+        "G": (
+            (1 / 4, 0, 0),
+            (-1 / 6, -1 / 6, -1 / 6),
+            (-1 / 6, 1 / 6, -1 / 6),
+            (1 / 24, 1 / 12, 1 / 6),
+            (1 / 24, -1 / 12, 1 / 6),
+            (0, 0, 1),
+        ),
+        "AT": ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
+    },
+}
+TILES = tuple(MATRICES)
 _DTYPES = {"f32": _F32, "bf16": jnp.bfloat16}
+_transpose = lambda matrix: tuple(zip(*matrix))
 
 
 def _sum(terms: list):
@@ -44,90 +69,114 @@ def _combine(matrix, xs: list) -> list:
     return [_sum([scaled(c, x) for c, x in zip(row, xs) if c]) for row in matrix]
 
 
-def _both_axes(matrix, grid: list) -> list:
-    """grid[i][j] (a nested list of arrays) -> out[k][l] = sum_ij M[k][i] grid[i][j] M[l][j]."""
-    cols = [_combine(matrix, list(col)) for col in zip(*grid)]  # cols[j][k]
-    return [_combine(matrix, list(row)) for row in zip(*cols)]
+def _pad(x: Array, axis: int, before: int, after: int) -> Array:
+    return jnp.pad(x, [(before, after) if d == axis else (0, 0) for d in range(x.ndim)])
 
 
-def _tiles(x: Array, ti: int, tj: int, size: int) -> list:
-    """x (N, H, W, C) zero-padded at its bottom and right -> t[a][b] (N, ti, tj, C): the pixel
-    (a, b) of every size x size tile of stride 2."""
-    n, h, w, c = x.shape
-    bi, bj = ti + (size - 1) // 2, tj + (size - 1) // 2
-    x = jnp.pad(x, ((0, 0), (0, 2 * bi - h), (0, 2 * bj - w), (0, 0)))
-    x = x.reshape(n, bi, 2, bj, 2, c)
-    at = lambda a, b: x[:, a // 2 : a // 2 + ti, a % 2, b // 2 : b // 2 + tj, b % 2]
-    return [[at(a, b) for b in range(size)] for a in range(size)]
+def _phases(x: Array, axis: int, tiles: int, size: int, stride: int) -> list:
+    """x zero-padded at the end of ``axis`` -> [pixel a of each of ``tiles`` tiles of ``size``
+    pixels and step ``stride`` along it, for a < size]: ``tiles`` long on that axis."""
+    blocks = tiles - 1 + -(-size // stride)
+    x = _pad(x, axis, 0, blocks * stride - x.shape[axis])
+    x = x.reshape(x.shape[:axis] + (blocks, stride) + x.shape[axis + 1 :])
+
+    def at(a):
+        index = [slice(None)] * x.ndim
+        index[axis], index[axis + 1] = slice(a // stride, a // stride + tiles), a % stride
+        return x[tuple(index)]
+
+    return [at(a) for a in range(size)]
 
 
-def _interleave(blocks: list) -> Array:
-    """blocks[p][q] (N, ti, tj, C) -> (N, 2 ti, 2 tj, C), blocks[p][q] at rows 2i+p, cols 2j+q."""
-    n, ti, tj, c = blocks[0][0].shape
-    y = jnp.stack([jnp.stack(row, axis=3) for row in blocks], axis=2)
-    return y.reshape(n, 2 * ti, 2 * tj, c)
+def _interleave(parts: list, axis: int) -> Array:
+    """parts[p] (..., t, ...) -> (..., len(parts) t, ...): parts[p]'s entry i at len(parts) i + p."""
+    shape = list(parts[0].shape)
+    shape[axis] *= len(parts)
+    return jnp.stack(parts, axis=axis + 1).reshape(shape)
+
+
+def _fold(ts: list, axis: int, m: int) -> Array:
+    """ts[a] (a < m + 2), pixel a of every (m + 2)-pixel tile of step m along ``axis`` (t tiles)
+    -> their sum over the overlapping tiles, m (t + 1) long on that axis: ts[a]'s entry i at
+    m i + a (a tile's last two pixels are the next one's first two)."""
+    parts = [_pad(ts[p], axis, 0, 1) for p in range(m)]
+    parts[:2] = [p + _pad(t, axis, 1, 0) for p, t in zip(parts, ts[m:])]
+    return _interleave(parts, axis)
+
+
+def _transform(matrix, x: Array, ti: int, tj: int, m: int) -> list:
+    """out[k][l] (N, ti, tj, C) = sum_ab matrix[k][a] tile[a][b] matrix[l][b] over the tiles of
+    x (N, H, W, C) of side len(matrix[0]) and step m: the rows first, then the columns."""
+    size = len(matrix[0])
+    rows = _combine(matrix, _phases(x, 1, ti, size, m))
+    return [_combine(matrix, _phases(r, 2, tj, size, m)) for r in rows]
 
 
 def _grid(a: list, b, contract: tuple) -> list:
-    """[[a[k][j] . b[k][j] for j] for k] over 4x4 grids: float32 products of 2-D arrays
+    """[[a[k][j] . b[k][j] for j] for k] over square grids: float32 products of 2-D arrays
     contracting axes ``contract`` (a's, b's)."""
     dims = ((contract[:1], contract[1:]), ((), ()))
     dot = lambda p, q: jax.lax.dot_general(p, q, dims, preferred_element_type=_F32)
-    return [[dot(a[k][j], b[k][j]) for j in range(4)] for k in range(4)]
+    return [[dot(p, q) for p, q in zip(ra, rb)] for ra, rb in zip(a, b)]
 
 
-def _forward(x, kernel, dtype):
+def _forward(x, kernel, dtype, m):
     """x (N, H, W, C), kernel (3, 3, C, O) -> (y (N, H - 2, W - 2, O) float32, residuals): the
-    transformed tiles v[k][l] (N * ti * tj, C) and kernel u (4, 4, C, O), both in ``dtype``."""
+    transformed tiles v[k][l] (N * ti * tj, C) and kernel u (m + 2, m + 2, C, O), in ``dtype``."""
+    mats = MATRICES[m]
     n, h, w, c = x.shape
     ho, wo, o = h - 2, w - 2, kernel.shape[-1]
-    ti, tj = -(-ho // 2), -(-wo // 2)
-    v = _both_axes(BT, _tiles(x.astype(_F32), ti, tj, 4))
+    ti, tj = -(-ho // m), -(-wo // m)
+    v = _transform(mats["BT"], x.astype(_F32), ti, tj, m)
     v = [[t.reshape(-1, c).astype(dtype) for t in row] for row in v]
-    u = jnp.einsum("ka,abco,lb->klco", _G, kernel.astype(_F32), _G).astype(dtype)
-    m = [[p.reshape(n, ti, tj, o) for p in row] for row in _grid(v, u, (1, 0))]
-    return _interleave(_both_axes(AT, m))[:, :ho, :wo], (v, u)
+    g = np.asarray(mats["G"], np.float32)
+    u = jnp.einsum("ka,abco,lb->klco", g, kernel.astype(_F32), g).astype(dtype)
+    products = [[p.reshape(n, ti, tj, o) for p in row] for row in _grid(v, u, (1, 0))]
+    rows = [_interleave(_combine(mats["AT"], row), 2) for row in products]
+    return _interleave(_combine(mats["AT"], rows), 1)[:, :ho, :wo], (v, u)
 
 
-def conv3x3(x: Array, kernel: Array, precision: str = "f32") -> Array:
+def conv3x3(x: Array, kernel: Array, precision: str = "f32", tile: int = 2) -> Array:
     """Unpadded stride-1 cross-correlation of x (N, H, W, C) with kernel (3, 3, C, O), H, W >= 3:
-    (N, H - 2, W - 2, O) float32. For "bf16" ``precision`` x and kernel are rounded to bfloat16,
-    and so are the transformed tiles, the transformed kernel and (for the gradients) the
-    transformed cotangent, for products that accumulate in float32; the gradients come back in
-    bfloat16 (float32 for "f32")."""
+    (N, H - 2, W - 2, O) float32, by output tiles of side ``tile`` (one of ``TILES``). For "bf16"
+    ``precision`` x and kernel are rounded to bfloat16, and so are the transformed tiles, the
+    transformed kernel and (for the gradients) the transformed cotangent, for products that
+    accumulate in float32; the gradients come back in bfloat16 (float32 for "f32")."""
+    if tile not in MATRICES:
+        raise ValueError(f"Winograd's output tile must be one of {TILES}, got {tile!r}")
     dtype = _DTYPES[precision]
-    return _conv3x3(x.astype(dtype), kernel.astype(dtype), precision)
+    return _conv3x3(x.astype(dtype), kernel.astype(dtype), precision, tile)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv3x3(x: Array, kernel: Array, precision: str) -> Array:
-    return _forward(x, kernel, _DTYPES[precision])[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv3x3(x: Array, kernel: Array, precision: str, m: int) -> Array:
+    return _forward(x, kernel, _DTYPES[precision], m)[0]
 
 
-def _fwd(x, kernel, precision):
-    return _forward(x, kernel, _DTYPES[precision])
+def _fwd(x, kernel, precision, m):
+    return _forward(x, kernel, _DTYPES[precision], m)
 
 
-def _bwd(precision, residuals, dy):
+def _bwd(precision, m, residuals, dy):
     """dy (N, Ho, Wo, O) -> (dx (N, Ho + 2, Wo + 2, C), dkernel (3, 3, C, O)), in the precision's
     dtype."""
     dtype = _DTYPES[precision]  # x's and the kernel's too (conv3x3)
+    mats = MATRICES[m]
     v, u = residuals
     n, ho, wo, o = dy.shape
     c = u.shape[2]
-    ti, tj = -(-ho // 2), -(-wo // 2)
-    dm = _both_axes(_A, _tiles(dy.astype(_F32), ti, tj, 2))
+    ti, tj = -(-ho // m), -(-wo // m)
+    dm = _transform(_transpose(mats["AT"]), dy.astype(_F32), ti, tj, m)
     dm = [[t.reshape(-1, o).astype(dtype) for t in row] for row in dm]
     dv = [[p.reshape(n, ti, tj, c) for p in row] for row in _grid(dm, u, (1, 1))]
     du = jnp.stack([jnp.stack(row) for row in _grid(v, dm, (0, 0))])
-    # Each input pixel lies in up to 2x2 overlapping tiles: tile (i, j)'s pixel (a, b) is at rows
-    # 2i + a, so the 4x4 tile gradients t[a][b] fold into 2x2 blocks, shifted one tile down/right.
-    t = _both_axes(_B, dv)
-    shift = lambda z, di, dj: jnp.pad(z, ((0, 0), (di, 1 - di), (dj, 1 - dj), (0, 0)))
-    fold = lambda p, q: _sum([shift(t[p + 2 * i][q + 2 * j], i, j) for i in (0, 1) for j in (0, 1)])
-    blocks = [[fold(p, q) for q in (0, 1)] for p in (0, 1)]
-    dx = _interleave(blocks)[:, : ho + 2, : wo + 2]
-    dk = jnp.einsum("ka,klco,lb->abco", _G, du, _G)
+    # B's transform and the sum over overlapping tiles, the rows first: one fusion of all the
+    # products folding both axes at once runs at half the speed (XLA's loop emitter)
+    b = _transpose(mats["BT"])
+    rows = [_fold(_combine(b, [r[j] for r in dv]), 1, m) for j in range(m + 2)]
+    dx = _fold(_combine(b, rows), 2, m)[:, : ho + 2, : wo + 2]
+    g = np.asarray(mats["G"], np.float32)
+    dk = jnp.einsum("ka,klco,lb->abco", g, du, g)
     return dx.astype(dtype), dk.astype(dtype)
 
 
