@@ -89,7 +89,7 @@ def _phases(x: Array, axis: int, tiles: int, size: int, stride: int) -> list:
 
 
 def _interleave(parts: list, axis: int) -> Array:
-    """parts[p] (..., t, ...) -> (..., len(parts) t, ...): parts[p]'s entry i at len(parts) i + p."""
+    """parts[p] (..., t, ...) -> (..., k t, ...), k = len(parts): parts[p]'s entry i at k i + p."""
     shape = list(parts[0].shape)
     shape[axis] *= len(parts)
     return jnp.stack(parts, axis=axis + 1).reshape(shape)
