@@ -311,13 +311,16 @@ def test_winograd_runs_as_matrix_products_and_is_the_rule_for_large_maps():
         assert hlo.count("dot_general") >= 3 * (t + 2) ** 2  # (t + 2)^2 products per pass
     with pytest.raises(ValueError, match="tile"):
         winograd.conv3x3(jnp.zeros((1, 5, 5, 1)), jnp.zeros((3, 3, 1, 1)), tile=3)
-    px, work, ch = conv.WINOGRAD_PIXELS, conv.WINOGRAD_WORK, conv.WINOGRAD_CHANNELS
+    px, work = conv.WINOGRAD_PIXELS, conv.WINOGRAD_WORK
+    narrow, ch = conv.WINOGRAD_CHANNELS["f32"], conv.WINOGRAD_CHANNELS["bf16"]
     side = int(np.ceil(np.sqrt(px)))
     layer = lambda h, c, o, k=3, s=1, p="f32": conv.Layer((1, h, h, c), k, o, s, 0, p)
-    c = -(-work // (side * side * 32))  # with 32 outputs, the work threshold
-    assert layer(side + 2, c, 32).rule() == "winograd-4"
-    assert layer(side + 2, c - 1, 32).rule() not in ("winograd-4", "winograd-2")
-    assert layer(side + 1, 4 * c, 32).rule() != "winograd-4"  # (side - 1)^2 < px outputs
+    c = -(-work // (side * side * narrow))  # with `narrow` outputs, the work threshold
+    assert c >= narrow
+    assert layer(side + 2, c, narrow).rule() == "winograd-4"
+    assert layer(side + 2, c - 1, narrow).rule() not in ("winograd-4", "winograd-2")  # work
+    assert layer(side + 1, 4 * c, narrow).rule() != "winograd-4"  # (side - 1)^2 < px outputs
+    assert layer(8 * side + 2, 4 * c, narrow - 1).rule() != "winograd-4"  # too few channels
     assert layer(side + 2, ch, ch, p="bf16").rule() == "winograd-2"
     assert layer(side + 2, ch - 1, ch, p="bf16").rule() != "winograd-2"  # too few channels
     assert layer(side + 2, ch, ch - 1, p="bf16").rule() != "winograd-2"

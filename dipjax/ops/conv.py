@@ -64,12 +64,12 @@ SMALL_PIXELS = 64
 STRIP_PIXELS = 2048
 STRIP_CHANNELS = 128  # crop's weight-gradient strips shrink for every multiple of this in C
 STRIP_CHOICES = (1024, 2048, 4096)  # the strip sizes a measured choice may pick
-# 3x3 stride-1 layers of WINOGRAD_PIXELS output pixels or more run Winograd's convolutions: in
-# float32 ``winograd-4`` where output pixels x input x output channels reach WINOGRAD_WORK, in
-# bfloat16 ``winograd-2`` where both channel counts reach WINOGRAD_CHANNELS
+# 3x3 stride-1 layers of WINOGRAD_PIXELS output pixels or more, both channel counts at least
+# WINOGRAD_CHANNELS[precision] and output pixels x input x output channels at least
+# WINOGRAD_WORK run Winograd's convolutions: ``winograd-4`` in float32, ``winograd-2`` in bf16
 WINOGRAD_PIXELS = 4096
+WINOGRAD_CHANNELS = {"f32": 32, "bf16": 128}
 WINOGRAD_WORK = 2**23
-WINOGRAD_CHANNELS = 128
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 _IMPL = contextvars.ContextVar("dipjax_conv_impl", default="auto")
@@ -146,19 +146,22 @@ class Layer:
     def rule(self) -> str:
         """The variant of the fixed rules (used when nothing was measured): ``dot`` for 1x1
         kernels and small maps; for 3x3 stride-1 layers of ``WINOGRAD_PIXELS`` outputs or more,
-        ``winograd-4`` in float32 where outputs x input x output channels reach
-        ``WINOGRAD_WORK``, ``winograd-2`` in bfloat16 where both channel counts reach
-        ``WINOGRAD_CHANNELS``; else ``crop`` where the
+        ``WINOGRAD_CHANNELS[precision]`` channels in and out or more and outputs x input x
+        output channels of ``WINOGRAD_WORK`` or more, ``winograd-4`` in float32 and
+        ``winograd-2`` in bfloat16; else ``crop`` where the
         map splits (judged by ``STRIP_PIXELS`` whatever its channels; ``crop_strip_pixels`` then
         sizes the strips of its weight gradient) or ``xla``."""
         ho, wo = self.out_hw
         if self.k == 1 or ho * wo <= SMALL_PIXELS:
             return "dot"
-        if self.winograd_shaped and ho * wo >= WINOGRAD_PIXELS:
-            if self.precision == "f32" and ho * wo * self.shape[-1] * self.out >= WINOGRAD_WORK:
-                return "winograd-4"
-            if self.precision != "f32" and min(self.shape[-1], self.out) >= WINOGRAD_CHANNELS:
-                return "winograd-2"
+        c, o = self.shape[-1], self.out
+        if (
+            self.winograd_shaped
+            and ho * wo >= WINOGRAD_PIXELS
+            and min(c, o) >= WINOGRAD_CHANNELS[self.precision]
+            and ho * wo * c * o >= WINOGRAD_WORK
+        ):
+            return "winograd-4" if self.precision == "f32" else "winograd-2"
         return "crop" if max(1, STRIP_PIXELS // wo) < ho else "xla"
 
     def tunable(self) -> bool:

@@ -3,9 +3,9 @@ step's convolutions run by the library measured fastest there, the measurements 
 beside the compile cache.
 
 The fixed rules of ``conv.py`` (matrix products below ``SMALL_PIXELS`` output pixels, Winograd's
-for wide 3x3 layers of ``WINOGRAD_PIXELS`` or more, else a padded-and-cropped forward pass with
-weight gradients in strips of ``crop_strip_pixels``) were tuned on a few machines; another CPU
-can prefer one whole convolution, strips or matrix products.
+for 3x3 layers of ``WINOGRAD_PIXELS`` or more with enough channels, else a padded-and-cropped
+forward pass with weight gradients in strips of ``crop_strip_pixels``) were tuned on a few
+machines; another CPU can prefer one whole convolution, strips or matrix products.
 ``traced`` traces a step with the choices known for this machine, records its convolutions,
 and when some ``Layer.tunable`` layer has none, times it (forward pass and both gradients,
 jitted alone, the fastest of a few interleaved rounds) under each of ``conv.libraries()``
