@@ -252,9 +252,10 @@ def make_runner(
     has a leading fit axis split over its devices, and each device runs the vmapped step on its
     own fits (``jax.shard_map``: fits never talk to each other, so nothing is communicated).
 
-    A vmapped step on the CPU traces its convolutions as matrix products (``conv_impl('dot')``)
-    unless an implementation was chosen: with per-fit weights XLA's CPU convolutions become
-    grouped convolutions, slower than batched products (``experiments/bench_batching.py``).
+    A vmapped step on the CPU traces its convolutions as matrix products (``conv_impl('batched')``:
+    Winograd's where the rules pick it, else patches x kernel) unless an implementation was
+    chosen: with per-fit weights XLA's CPU convolutions become grouped convolutions, slower than
+    batched products (``experiments/bench_batching.py``).
     """
     one = step if batch_axes is None else jax.vmap(step, in_axes=(0, batch_axes))
     if batch_axes is not None and jax.default_backend() == "cpu":
@@ -262,7 +263,7 @@ def make_runner(
 
         def one(state, batch):
             chosen = conv.chosen_impl()
-            with conv.conv_impl("dot" if chosen == "auto" else chosen):
+            with conv.conv_impl("batched" if chosen == "auto" else chosen):
                 return vmapped(state, batch)
 
     if unroll is None:

@@ -1,7 +1,7 @@
 """Throughput of K vmapped fits against K sequential single fits, on this machine.
 
     python experiments/bench_batching.py [--preset denoise] [--sizes 64 128] [--ks 1 2 4 8]
-        [--chunk 1] [--repeats 3] [--convs fast dot] [--out experiments/out/bench_batching]
+        [--chunk 1] [--repeats 3] [--convs fast dot batched] [--out experiments/out/bench_batching]
 
 For each image size: one single fit's step (the product's compiled chunk of --chunk steps) is
 timed, then one vmapped step over K fits (each its own weights, input and BatchNorm
@@ -71,7 +71,7 @@ def main(argv=None):
     ap.add_argument(
         "--convs",
         nargs="+",
-        default=["fast", "dot"],
+        default=["fast", "dot", "batched"],
         help="convolution implementations to time the vmapped step with",
     )
     ap.add_argument("--tiny", action="store_true", help="the preset with a tiny generator (smoke)")

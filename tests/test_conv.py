@@ -166,17 +166,29 @@ def test_crop_strips_shrink_with_the_input_channels(monkeypatch):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("impl", ["fast", "dot"])
-def test_vmap_with_per_fit_weights_equals_a_loop(impl):
+@pytest.mark.parametrize("impl", ["fast", "dot", "batched"])
+def test_vmap_with_per_fit_weights_equals_a_loop(impl, monkeypatch):
+    # Thresholds low enough that this small layer's rule is Winograd's, which `batched` runs
+    # (batched products, no convolution); a stride-2 layer has no Winograd and runs as `dot`.
+    monkeypatch.setattr(conv, "WINOGRAD_PIXELS", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_WORK", 1)
+    monkeypatch.setattr(conv, "WINOGRAD_CHANNELS", {"f32": 1, "bf16": 1})
     case = CASES[0]
     xs, ws = zip(*[_arrays(case, seed) for seed in range(3)])
     xs, ws = np.stack(xs), np.stack(ws)
+    assert conv.Layer(xs.shape[1:], 3, ws.shape[-1], 1, 1, "f32").rule() == "winograd-4"
 
-    def loss(x, w):
+    def loss(x, w, stride=1):
         with conv.conv_impl(impl):
-            return jnp.sum(jnp.sin(conv.conv2d(x, w, 1, 1)))
+            return jnp.sum(jnp.sin(conv.conv2d(x, w, stride, 1)))
 
-    g = jax.jit(jax.vmap(jax.grad(loss, argnums=1)))(xs, ws)
+    vmapped = jax.jit(jax.vmap(jax.grad(loss, argnums=1)))
+    if impl == "batched":
+        assert "convolution" not in vmapped.lower(xs, ws).as_text()
+        strided = jax.jit(jax.vmap(jax.grad(lambda x, w: loss(x, w, 2), argnums=1)))
+        hlo = strided.lower(xs, ws).as_text()
+        assert "convolution" not in hlo and "dot_general" in hlo  # patches x kernel
+    g = vmapped(xs, ws)
     for i in range(3):
         np.testing.assert_allclose(
             np.asarray(g[i]), np.asarray(jax.grad(loss, 1)(xs[i], ws[i])), rtol=1e-4, atol=1e-4

@@ -19,6 +19,8 @@ Implementations, selected with ``conv_impl`` (read while jit traces, so wrap the
 - ``winograd-T`` (3x3, stride 1; T = 2, 4): Winograd's F(T x T, 3x3), ``dipjax.ops.winograd``.
 - ``dot``: every convolution as patches x kernel (under ``vmap`` with per-fit weights these are
   batched matrix products, where XLA's convolutions become grouped convolutions).
+- ``batched`` (what a vmapped step uses on a CPU): Winograd's where the rules pick it, else
+  ``dot``; both are matrix products, batched under ``vmap``.
 - ``auto``: ``fast`` on the CPU, ``xla`` elsewhere (accelerators' convolutions need no help).
 
 Precision, chosen with ``conv_precision`` (read while tracing, like the implementation):
@@ -54,7 +56,7 @@ import jax.numpy as jnp
 from dipjax.ops import winograd
 
 Array = jax.Array
-CONV_IMPLS = ("auto", "xla", "fast", "dot")
+CONV_IMPLS = ("auto", "xla", "fast", "dot", "batched")
 LIBRARIES = ("ynnpack", "eigen")  # XLA's default first
 # XLA's default list of operations handed to YNNPACK (jaxlib 0.10) without its convolutions;
 # tests/test_conv.py checks it against XLA's own "-individual_convolution".
@@ -382,6 +384,8 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0) -> Array:
     precision = _PRECISION.get()
     layer = Layer(tuple(x.shape), kernel.shape[0], kernel.shape[-1], stride, padding, precision)
     impl = current_impl()
+    if impl == "batched":
+        impl = layer.rule() if layer.rule().startswith("winograd-") else "dot"
     if impl == "fast":
         seen = _SEEN.get()
         if seen is not None:
