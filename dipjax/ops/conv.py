@@ -72,6 +72,9 @@ STRIP_CHOICES = (1024, 2048, 4096)  # the strip sizes a measured choice may pick
 WINOGRAD_PIXELS = 4096
 WINOGRAD_CHANNELS = {"f32": 32, "bf16": 128}
 WINOGRAD_WORK = 2**23
+# the output tiles ``winograd-T`` offers per precision (the rules pick the largest): bf16's
+# rounding is too coarse for F(4x4, 3x3)'s transforms
+WINOGRAD_TILES = {"f32": winograd.TILES, "bf16": (2,)}
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 _IMPL = contextvars.ContextVar("dipjax_conv_impl", default="auto")
@@ -136,8 +139,8 @@ class Layer:
         4 in float32, 2 alone in bfloat16, whose rounding F(4x4, 3x3)'s transforms magnify)."""
         ho, wo = self.out_hw
         strips = [f"strips-{p}" for p in STRIP_CHOICES if max(1, p // wo) < ho]
-        tiles = winograd.TILES if self.precision == "f32" else (2,)
-        winograd_ = [f"winograd-{t}" for t in tiles] if self.winograd_shaped else []
+        tiles = WINOGRAD_TILES[self.precision] if self.winograd_shaped else ()
+        winograd_ = [f"winograd-{t}" for t in tiles]
         return ("xla", "dot", *(["crop"] if self.k > 1 else []), *strips, *winograd_)
 
     @property
@@ -163,7 +166,7 @@ class Layer:
             and min(c, o) >= WINOGRAD_CHANNELS[self.precision]
             and ho * wo * c * o >= WINOGRAD_WORK
         ):
-            return "winograd-4" if self.precision == "f32" else "winograd-2"
+            return f"winograd-{max(WINOGRAD_TILES[self.precision])}"
         return "crop" if max(1, STRIP_PIXELS // wo) < ho else "xla"
 
     def tunable(self) -> bool:
@@ -385,7 +388,8 @@ def conv2d(x: Array, kernel: Array, stride: int = 1, padding: int = 0) -> Array:
     layer = Layer(tuple(x.shape), kernel.shape[0], kernel.shape[-1], stride, padding, precision)
     impl = current_impl()
     if impl == "batched":
-        impl = layer.rule() if layer.rule().startswith("winograd-") else "dot"
+        rule = layer.rule()
+        impl = rule if rule.startswith("winograd-") else "dot"
     if impl == "fast":
         seen = _SEEN.get()
         if seen is not None:
