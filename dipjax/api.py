@@ -95,8 +95,8 @@ def operator_problem(
         tasks.Measure("custom", custom=operator),
         y,
         (h, w),
-        gt=gt,
-        baseline=baseline,
+        gt=tasks.as_unit_image(gt, "gt"),
+        baseline=tasks.as_unit_image(baseline, "baseline"),
         out_channels=c,
     )
 

@@ -5,6 +5,7 @@ nothing heavy, so that ``--help`` and a bad flag answer without loading JAX."""
 from __future__ import annotations
 
 import argparse
+from typing import Optional
 
 from dipjax.io import InputError
 
@@ -348,6 +349,7 @@ def resolve_preset(args, accelerator: bool):
             else (PAPER_DEFAULT if accelerator else FAST_DEFAULT)[args.task]
         )
         p = get_preset(name)
+        paper = _paper_preset_for(args.task, args.image) or PAPER_DEFAULT[args.task]
         if not accelerator:
             iters = args.iters or p.iters
             where = ""
@@ -355,8 +357,10 @@ def resolve_preset(args, accelerator: bool):
                 where = f" on the packaged image's top-centre {p.demo_side}x{p.demo_side}"
             note = (
                 f"no accelerator found: running the CPU preset '{name}' ({iters} iters){where}; "
-                f"for the paper's recipe add --preset {PAPER_DEFAULT[args.task]}"
+                f"for the paper's recipe add --preset {paper}"
             )
+        elif paper != name:
+            note = f"running preset '{name}'; the paper's recipe for this image is --preset {paper}"
     else:
         raise InputError("give --task (one of " + ", ".join(tasks.TASKS) + ") or --preset")
     if args.blur is not None and args.kernel is not None:
@@ -364,4 +368,42 @@ def resolve_preset(args, accelerator: bool):
     for flag, allowed in TASK_FLAGS.items():
         if getattr(args, flag) is not None and p.task not in allowed:
             raise InputError(f"--{flag.replace('_', '-')} does not apply to --task {p.task}")
-    return p.replace(**{k: getattr(args, k) for k in PRESET_FLAGS}), note
+    p = p.replace(**{k: getattr(args, k) for k in PRESET_FLAGS})
+    unread = _unread_flag(args, p)
+    if unread:
+        raise InputError(unread)
+    return p, note
+
+
+def _paper_preset_for(task: str, images) -> Optional[str]:
+    """The paper's recipe for one of its own images, named as the reference names it
+    (``--image vase.png`` for inpainting: ``inpaint-vase``), or None."""
+    import pathlib
+
+    if not images or len(images) != 1:
+        return None
+    name = f"{task}-{pathlib.Path(images[0]).stem.lower()}"
+    return name if name in PRESET_NAMES else None
+
+
+def _unread_flag(args, p) -> Optional[str]:
+    """Why a degradation or mask flag given would not be read by this run, or None."""
+    given = lambda flag: getattr(args, flag) is not None
+    if args.image and not args.degrade:
+        for flag in ("noise", "sigma", "density", "quality"):
+            if given(flag):
+                return (
+                    f"--{flag} applies with --degrade (without it, --image is taken as "
+                    f"already degraded)"
+                )
+    if p.task == "denoise":
+        for flag, noise in (("sigma", "gauss"), ("density", "saltpepper"), ("quality", "jpeg")):
+            if given(flag) and p.noise != noise:
+                return f"--{flag} applies to --noise {noise}, not {p.noise}"
+    if given("keep") and args.mask:
+        return "--keep applies to a generated mask (--mask-kind random), not to --mask"
+    if given("mask_kind") and args.mask:
+        return "give --mask or --mask-kind, not both"
+    if given("keep") and p.mask_kind != "random":
+        return f"--keep applies to --mask-kind random, not {p.mask_kind}"
+    return None

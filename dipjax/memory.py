@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dipjax.io import InputError
+
 ACTIVATION_FACTOR = 4
 PARAM_COPIES = 7
 BYTES = 4  # float32
@@ -64,18 +66,32 @@ def output_buffer_bytes(problem, preset) -> int:
     return outputs * BYTES * int(np.prod(problem.out_hw)) * problem.channels
 
 
-def check(net, z_shape, hw, preset_name: str, n_fits: int = 1, extra_bytes: int = 0) -> None:
-    """Refuse, with the largest size that would fit, a fit that cannot fit the device."""
-    from dipjax.io import InputError
+class TooBig(InputError):
+    """A fit that cannot fit the device: ``need`` and ``have`` bytes, and ``fits`` (H, W), about
+    the largest output that would, for a caller to restate in terms of the user's input."""
 
+    def __init__(self, message: str, need: int, have: int, fits: tuple):
+        super().__init__(message)
+        self.need, self.have, self.fits = need, have, fits
+
+
+def budget(need: int, have: int) -> str:
+    return f"needs about {need / 2**30:.1f} GiB, the device has {have / 2**30:.1f} GiB"
+
+
+def check(net, z_shape, hw, preset_name: str, n_fits: int = 1, extra_bytes: int = 0) -> None:
+    """Refuse (``TooBig``), with the largest size that would fit, a fit that cannot fit the
+    device."""
     need = n_fits * (estimate_bytes(net, z_shape) + extra_bytes)
     have = device_bytes()
     if need > have:
         h, w = largest_side(need, have, hw)
-        raise InputError(
-            f"image size {hw[1]}x{hw[0]}: preset {preset_name} needs about "
-            f"{need / 2**30:.1f} GiB, the device has {have / 2**30:.1f} GiB; "
-            f"downscale or crop to about {w}x{h} or smaller"
+        raise TooBig(
+            f"image size {hw[1]}x{hw[0]}: preset {preset_name} {budget(need, have)}; "
+            f"downscale or crop to about {w}x{h} or smaller",
+            need,
+            have,
+            (h, w),
         )
 
 

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from dipjax import build, tasks
+from dipjax import build, memory, tasks
 from dipjax.io import InputError, default_image, load_image
 
 
@@ -69,6 +69,8 @@ def load_problems(
                 build.problem_arrays(prob, preset, seed)  # size and memory, before compiling
             except build.SizeError as e:
                 raise InputError(_too_small(path, image, preset, degrade, e.side)) from None
+            except memory.TooBig as e:
+                raise InputError(_too_big(path, image, preset, degrade, e)) from None
             except InputError as e:
                 msg = str(e)
                 raise InputError(
@@ -76,6 +78,18 @@ def load_problems(
                 ) from None
             problems.append(prob)
     return problems, [str(w.message) for w in caught]
+
+
+def _too_big(path, image, preset, degrade: bool, e) -> str:
+    """The memory error in the user's terms: the file, its own size, about the largest it can
+    be (a low-resolution input: the output's size over the scale)."""
+    per = preset.scale if preset.task == "superres" and not degrade else 1
+    h, w = image.shape[:2] if image is not None else (0, 0)
+    return (
+        f"{path or 'image'}: {w}x{h} pixels: preset {preset.name} "
+        f"{memory.budget(e.need, e.have)}; downscale or crop it to about "
+        f"{e.fits[1] // per}x{e.fits[0] // per} or smaller"
+    )
 
 
 def _too_small(path, image, preset, degrade: bool, side: int) -> str:

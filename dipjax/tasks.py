@@ -168,7 +168,9 @@ def prepare_flash(
     names, notes = names or {}, []
     if flash is None:
         if not degrade:
-            raise InputError("task flash-no-flash needs the flash photo (flash=...)")
+            raise InputError(
+                "task flash-no-flash needs the flash photo (--flash FILE; flash= in the API)"
+            )
         noflash, flash, gt = deg.synthetic_flash_pair(noflash, rng)
     _same_size(flash, noflash, "flash", "no-flash image", names)
     _same_size(gt, noflash, "gt", "no-flash image", names)
@@ -269,7 +271,7 @@ def prepare(
     names: Optional[dict] = None,
     **extra,
 ) -> Problem:
-    """The Problem of ``task`` for ``image`` (float32 (H, W, C) in [0, 1]) with the preset's
+    """The Problem of ``task`` for ``image`` (an array, see ``as_unit_image``) with the preset's
     degradation settings. ``extra``: the task's optional inputs (``mask``, ``flash``, ``kernel``,
     arrays or None). Degradations draw from ``numpy.random.default_rng(seed)``."""
     if task not in PREPARE:
@@ -279,10 +281,48 @@ def prepare(
     )
     if unused:
         raise InputError(f"{', '.join(unused)}: not used by task {task}")
-    kw = {k: v for k, v in extra.items() if v is not None}
+    kw = {
+        k: v if k == "kernel" else as_unit_image(v, k, names)
+        for k, v in extra.items()
+        if v is not None
+    }
+    image, gt = as_unit_image(image, "image", names), as_unit_image(gt, "gt", names)
     return PREPARE[task](
         image, preset, gt=gt, degrade=degrade, rng=np.random.default_rng(seed), names=names, **kw
     )
+
+
+# Integer pixel types and the value of their white.
+_WHITE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(bool): 1.0}
+
+
+def as_unit_image(x, role: str, names: Optional[dict] = None) -> Optional[np.ndarray]:
+    """An image given as an array -> float32 (H, W, C) in [0, 1]: 8- and 16-bit integers (as
+    imageio and PIL give them) are scaled by 255 / 65535, booleans taken as 0 / 1, a 2-D array
+    gets one channel; floats must already lie in [0, 1] (within 1e-3, then clipped). Anything
+    else raises ``InputError`` naming the input."""
+    if x is None:
+        return None
+    a = np.asarray(x)
+    what = _name(names or {}, role)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or 0 in a.shape:
+        raise InputError(f"{what}: an array of shape {a.shape}; expected (H, W) or (H, W, C)")
+    if a.dtype in _WHITE:
+        return (a / _WHITE[a.dtype]).astype(np.float32)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise InputError(
+            f"{what}: an array of {a.dtype}; pass uint8 (0-255), uint16 (0-65535) "
+            "or floats in [0, 1]"
+        )
+    if not np.isfinite(a).all():
+        raise InputError(f"{what}: the array holds NaN or infinite values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        hint = " (divide 8-bit values by 255)" if hi <= 255 else ""
+        raise InputError(f"{what}: float values in [{lo:g}, {hi:g}], expected [0, 1]{hint}")
+    return np.clip(a, 0, 1).astype(np.float32)
 
 
 def _crop(img, d, notes):

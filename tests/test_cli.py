@@ -208,6 +208,16 @@ def _bomb(path):
             "low-resolution input of at least 8x8",
         ),
         (["--task", "denoise", "--image", "IMG", "--out-in-file"], "cannot write there"),
+        (["--task", "inpaint", "--mask-kind", "text", "--keep", "0.3"], "--keep applies to"),
+        (["--task", "denoise", "--quality", "10"], "--quality applies to --noise jpeg, not gauss"),
+        (
+            ["--task", "denoise", "--image", "IMG", "--noise", "saltpepper"],
+            "applies with --degrade",
+        ),
+        (
+            ["--task", "inpaint", "--image", "IMG", "--mask", "MASK", "--keep", "0.5"],
+            "not to --mask",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(args, message, small_png, tmp_path):
@@ -268,6 +278,30 @@ def test_cli_lists_match_the_library():
     assert cli_args.PRESET_NAMES == sorted(presets.PRESETS)
     assert cli_args.SGLD_NOISE == presets.SGLD_NOISE
     assert cli_args.PRECISIONS == conv.PRECISIONS
+
+
+@pytest.mark.parametrize(
+    "task, image, accelerator, hint",
+    [
+        ("inpaint", "data/vase.png", False, "add --preset inpaint-vase"),
+        (
+            "inpaint",
+            "Library.PNG",
+            True,
+            "the paper's recipe for this image is --preset inpaint-library",
+        ),
+        ("restore", "kate.png", False, "add --preset restore-kate"),
+        ("inpaint", "photo.png", False, "add --preset inpaint-kate"),  # the task's default
+        ("inpaint", "photo.png", True, None),
+    ],
+)
+def test_the_paper_recipe_hinted_is_the_one_for_the_image(task, image, accelerator, hint):
+    from dipjax import cli_args
+
+    args = cli_args.parser().parse_args(["--task", task, "--image", image])
+    preset, note = cli_args.resolve_preset(args, accelerator)
+    assert preset.name == ("inpaint-kate" if accelerator else f"{task}-fast")
+    assert (note is None) if hint is None else (hint in note), note
 
 
 def test_a_bad_flag_prints_two_lines_and_version_works():

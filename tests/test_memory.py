@@ -1,8 +1,10 @@
+import re
+
 import jax
 import pytest
 from conftest import smooth_image, tiny_preset
 
-from dipjax import api, build, memory
+from dipjax import api, build, io, memory, sources
 from dipjax.ops import conv
 from dipjax.step import init_state, make_optimizer, make_step
 
@@ -13,6 +15,25 @@ def test_too_large_for_the_device_is_refused_with_a_size(monkeypatch):
     prob = api.prepare("denoise", p, smooth_image(64, 64), degrade=True)
     with pytest.raises(api.InputError, match=r"needs about .* GiB.*downscale or crop to about"):
         build.problem_arrays(prob, p, 0)
+
+
+def test_a_low_resolution_input_too_large_is_told_its_own_largest_size(monkeypatch, tmp_path):
+    """Super-resolution from a low-resolution file: the output is 4x its size, but the error
+    speaks of the file, and the size it suggests, upscaled 4x, is the output that would fit."""
+    monkeypatch.setattr(memory, "device_bytes", lambda: 2**20)
+    p = tiny_preset("superres", scale=4)
+    path = tmp_path / "lr.png"
+    io.save_png(path, smooth_image(40, 48))
+    with pytest.raises(memory.TooBig) as raw:
+        prob = api.prepare("superres", p, io.load_image(path))
+        build.problem_arrays(prob, p, 0)
+    fit_h, fit_w = raw.value.fits
+    with pytest.raises(api.InputError) as told:
+        sources.load_problems(p, [str(path)], degrade=False, seed=0)
+    message = str(told.value)
+    assert message.startswith(f"{path}: 48x40 pixels: preset tiny-superres needs about"), message
+    w, h = map(int, re.search(r"crop it to about (\d+)x(\d+) or smaller", message).groups())
+    assert 0 <= fit_w - 4 * w < 4 and 0 <= fit_h - 4 * h < 4, (message, raw.value.fits)
 
 
 @pytest.mark.slow

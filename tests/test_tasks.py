@@ -118,3 +118,26 @@ def test_a_mask_with_nothing_to_fill_is_refused_naming_the_file():
     white = np.ones((32, 32, 1), np.float32)
     with pytest.raises(InputError, match="^holes.png: the mask marks no pixel to fill"):
         tasks.prepare("inpaint", p, smooth_image(), mask=white, names={"mask": "holes.png"})
+
+
+def test_integer_images_are_scaled_and_out_of_range_floats_refused(image):
+    """8-bit and 16-bit arrays (as imageio reads PNGs) mean the same picture as floats / 255 and
+    / 65535; floats beyond [0, 1] were clipped to white before, and are now an error."""
+    p = tiny_preset("denoise")
+    as_float = tasks.prepare("denoise", p, np.round(image * 255) / 255)
+    for scaled in (
+        np.round(image * 255).astype(np.uint8),
+        np.round(image * 255).astype(np.uint16) * 257,
+    ):
+        got = tasks.prepare("denoise", p, scaled)
+        np.testing.assert_allclose(got.target, as_float.target, atol=1e-6)
+    gray = tasks.prepare("denoise", p, np.round(image[..., 0] * 255).astype(np.uint8))
+    assert gray.target.shape == image.shape[:2] + (1,)
+    with pytest.raises(
+        InputError, match=r"image: float values in \[\d+, \d+\], expected \[0, 1\] \(divide"
+    ):
+        tasks.prepare("denoise", p, np.round(image * 255))
+    with pytest.raises(InputError, match="gt: an array of int64"):
+        tasks.prepare("denoise", p, image, gt=np.zeros(image.shape, np.int64))
+    with pytest.raises(InputError, match="mask: the array holds NaN"):
+        tasks.prepare("inpaint", tiny_preset("inpaint"), image, mask=np.full(image.shape, np.nan))
