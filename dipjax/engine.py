@@ -43,16 +43,20 @@ class Progress:
 
 
 class _Stop:
-    """A flag set by SIGINT/SIGTERM (when handled) or by ``on_chunk`` returning True."""
+    """A flag set by SIGINT/SIGTERM (when handled; the first one says so through ``say``) or by
+    ``on_chunk`` returning True. ``signals``: whether this process's signals set it."""
 
-    def __init__(self, handle_signals: bool):
-        self.flag = False
+    def __init__(self, handle_signals: bool, say=None):
+        self.flag, self.say = False, say
         self._previous = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._set)
+        self.signals = bool(self._previous)
 
     def _set(self, *_):
+        if not self.flag and self.say:
+            self.say("stopping once the compile or step under way ends; the outputs so far follow")
         self.flag = True
 
     def restore(self):
@@ -162,7 +166,7 @@ def run(
     if current:
         g = next(k for k, grp in enumerate(groups) if current["fits"][0][0] in grp)
         batches.insert(0, planning.Batch(g, current["fits"], current["stacked"]))
-    stop = _Stop(handle_signals)
+    stop = _Stop(handle_signals, say)
     per_step = []
     try:
         for b, batch in enumerate(batches):

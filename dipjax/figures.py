@@ -68,7 +68,8 @@ def curves_figure(history: list) -> bytes:
             b.plot(it, [h[key] for h in history], label=label)
     b.set_xlabel("iteration")
     b.set_ylabel("PSNR (dB)")
-    b.legend()
+    if history:  # a run stopped before its first step has no curve to label
+        b.legend()
     if history and "wmv" in history[0]:
         c = b.twinx()
         c.semilogy(it, [h["wmv"] for h in history], color="grey", lw=0.8)

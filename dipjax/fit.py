@@ -90,7 +90,7 @@ def run(args, timing, *, on_chunk=None, checkpointer=None) -> int:
         from dipjax import cli_args, engine, runfolder, sources
         from dipjax.checkpoint import Checkpointer
         from dipjax.outputs import RunWriter, hyperparameters
-        from dipjax.progress import ProgressBar
+        from dipjax.progress import ProgressBar, write_line
     resume = args.resume
     if resume:
         record = runfolder.read_record(resume)
@@ -101,7 +101,7 @@ def run(args, timing, *, on_chunk=None, checkpointer=None) -> int:
         if args.distributed:
             init_distributed(args)  # before anything starts the device
         jax.devices()
-    say = lambda line: print(f"dipjax: {line}", file=sys.stderr)
+    say = lambda line: write_line(f"dipjax: {line}")
     with timing("prepare"):
         accelerator = jax.default_backend() != "cpu"
         preset, note = cli_args.resolve_preset(args, accelerator)

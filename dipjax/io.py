@@ -175,11 +175,9 @@ def bicubic_upscale(lr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 def default_image(side: int = 0) -> np.ndarray:
     """The image that ships with the package (256x256 RGB), float32 in [0, 1]; with ``side``,
     its top-centre ``side`` x ``side`` square (128: the face)."""
-    import importlib.resources
-
-    ref = importlib.resources.files("dipjax") / "data" / "astronaut.png"
-    with importlib.resources.as_file(ref) as path:
-        img = load_image(path)
+    # Beside this module rather than importlib.resources.files("dipjax"): run from the folder
+    # that holds a clone named dipjax, an editable install's "dipjax" is that folder.
+    img = load_image(pathlib.Path(__file__).with_name("data") / "astronaut.png")
     if side:
         left = (img.shape[1] - side) // 2
         img = img[:side, left : left + side]

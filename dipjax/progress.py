@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 from tqdm.auto import tqdm
+
+
+def write_line(line: str) -> None:
+    """A line on stderr, above the progress bar when one is shown."""
+    tqdm.write(line, file=sys.stderr)
 
 
 class ProgressBar:
@@ -11,6 +18,7 @@ class ProgressBar:
 
     def __init__(self, total: int, disable: bool = False):
         self.bar = tqdm(total=total, unit="it", disable=disable, dynamic_ncols=True, smoothing=0.1)
+        self.bar.set_postfix_str("compiling the step", refresh=True)
         self.batch = None
 
     def update(self, progress) -> None:
@@ -47,7 +55,7 @@ def final_lines(out, run, timing: dict) -> list:
     images = sorted({f.index for f in run.fits})
     if len(images) == 1 and len(run.fits) == 1:
         f = run.fits[0]
-        lines.append(f"wrote {out}/ {_result(f.final)}")
+        lines.append(f"wrote {out}/ {_result(f.final)}".rstrip())
         if f.early_stop is not None:
             lines.append(_early_stop(f))
     elif len(images) == 1:
@@ -62,8 +70,8 @@ def final_lines(out, run, timing: dict) -> list:
     else:
         seeds = len(run.fits) // max(1, len(images))
         lines.append(
-            f"wrote {out}/ ({len(images)} images x {seeds} seeds, {run.strategy}, "
-            f"{len(run.groups)} shape groups); metrics in {out}/metrics.csv"
+            f"wrote {out}/ ({len(images)} images x {_count(seeds, 'seed')}, {run.strategy}, "
+            f"{_count(len(run.groups), 'shape group')}); metrics in {out}/metrics.csv"
         )
     parts = {
         k: v for k, v in timing.items() if k not in ("steps", "total") and not k.endswith("_at")
@@ -75,6 +83,10 @@ def final_lines(out, run, timing: dict) -> list:
         f"(step {run.step_s * 1e3:.1f} ms per fit-iteration; summary.json 'timing')"
     )
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _result(f: dict) -> str:

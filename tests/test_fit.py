@@ -164,3 +164,37 @@ def test_a_fit_that_never_recovers_is_marked_diverged():
     )
     assert res.diverged and all(h["diverged"] for h in res.history)
     assert res.history[-1]["lr"] < res.history[0]["lr"]
+
+
+def test_a_signal_while_compiling_is_answered_at_once_and_runs_no_step(monkeypatch):
+    """SIGINT arriving during the step's compile (one long call into C, as XLA's is): the
+    engine says it is stopping while that call still runs (a handler in a main thread busy in C
+    would run only after it), then stops without running a step, its fit interrupted."""
+    import hashlib
+    import os
+    import signal
+    import threading
+    import time
+
+    from dipjax import loop
+
+    said, spans = [], []
+    real = loop.compiled_chunk
+
+    def slow_compile(*a, **kw):
+        threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT)).start()
+        t0 = time.perf_counter()
+        hashlib.pbkdf2_hmac("sha256", b"x", b"y", 4_000_000)  # about 1 s in one C call
+        spans.append((t0, time.perf_counter()))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(loop, "compiled_chunk", slow_compile)
+    p = tiny_preset("denoise", iters=5)
+    prob = api.prepare("denoise", p, smooth_image(32, 32), degrade=True)
+    assert threading.current_thread() is threading.main_thread()
+    say = lambda line: said.append((time.perf_counter(), line))
+    res = dipjax_run([prob], p, [0], handle_signals=True, say=say)
+    (t0, t1), stops = spans[0], [t for t, line in said if line.startswith("stopping")]
+    assert len(stops) == 1 and stops[0] < t0 + 0.5 * (t1 - t0), (said, spans)
+    assert res.interrupted and res.fits[0].interrupted and res.fits[0].history == []
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
