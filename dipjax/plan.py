@@ -38,8 +38,9 @@ def resolve_strategy(strategy: str) -> str:
         raise InputError(f"strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
     if strategy == "auto":
         # A vmapped step on the CPU (its convolutions as batched matrix products) runs at
-        # 0.75-0.91x the throughput of separate fits (README, bench_batching.py); on GPUs
-        # vmapping pays at small images and loses at large ones, so there it is measured.
+        # 0.79x (64 px) to 1.04x (128 px) the throughput of 4 separate fits (README,
+        # bench_batching.py); on GPUs vmapping pays at small images and loses at large ones,
+        # so there it is measured.
         return "sequential" if jax.default_backend() == "cpu" else "measure"
     return strategy
 

@@ -304,8 +304,8 @@ PRESETS = {
             iters=1000,
             reg_noise_std=0.03,
             scale=4,
-            # The CPU quick start (README): the whole 256x256 image took 6.5 min here at 265 ms
-            # per step (memory-bound: 16 channels gave 206 ms and less gain); the face at
+            # The CPU quick start (docs/speed.md): the whole 256x256 image took 6.5 min here at
+            # 265 ms per step (memory-bound: 16 channels gave 206 ms and less gain); the face at
             # 128x128 runs 93 ms per step; 1000 iterations end 0.9 dB above bicubic (1200: 1.0)
             # and leave a margin under 4 minutes on a 2-core machine of 110 GFLOP/s (this: 170).
             demo_side=128,

@@ -225,7 +225,7 @@ def compiler_options(library: str) -> dict:
 
 # XLA's CPU backend (jaxlib 0.10) emits its elementwise fusions by MLIR "fusion emitters"; its
 # older loop emitter compiles a fit's step in about two thirds of the time and runs those fusions
-# faster (BatchNorm, activations, Adam: experiments/step_variants.py --options in README).
+# faster (BatchNorm, activations, Adam: experiments/step_variants.py --options in docs/speed.md).
 _LOOP_EMITTER = {"xla_cpu_use_fusion_emitters": False}
 
 
@@ -322,7 +322,7 @@ def crop_strip_pixels(channels: int) -> int:
     of a 256-channel input holds about as many values as one of 128 channels. (On the AMX Xeon
     the 130x130x256 layer's weight gradient took 13-15 % less time in strips of 1024 pixels than
     of 2048, and the inpainting net's step at 128 px about 4 %; layers of 128 or 132 channels, all
-    of the denoising net's, keep 2048: README, "The AMX Xeon with every change".)"""
+    of the denoising net's, keep 2048: docs/speed.md, "The AMX Xeon with every change".)"""
     return max(1, STRIP_PIXELS // max(1, channels // STRIP_CHANNELS))
 
 

@@ -20,9 +20,9 @@ Choices are stored per machine (CPU model and flags, CPUs available, jax and jax
 XLA_FLAGS) in the file ``use_file`` names (the command line: ``FILE_NAME`` in its compile
 cache) and measured once: later runs, and later steps with the same layers, read them; a
 process keeps the library and the variants it chose. Measuring every variant is opt-in: on
-the machines where it was tried the rules' choices were as fast (README, "Convolution variants
-measured on each machine"); the library was not (README, "Convolutions by Eigen where YNNPACK
-is slow"). Measuring the library costs 2-40 s once per machine and image size.
+the machines where it was tried the rules' choices were as fast (docs/speed.md, "Convolution
+variants measured on each machine"); the library was not (docs/speed.md, "Convolutions by Eigen
+where YNNPACK is slow"). Measuring the library costs 2-40 s once per machine and image size.
 
 The variants compute the same function up to float rounding, so a choice changes a fit's last
 digits, never its result beyond rounding; a run stays reproducible on one machine as long as

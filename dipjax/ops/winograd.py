@@ -12,7 +12,7 @@ through B's (then summed over the overlapping tiles), the kernel's gradient is G
 
 Why: on XLA's CPU backend the products run at the rate of its matrix multiply, and in bfloat16
 at that of its bf16 matrix multiply (twice f32's on AVX512_BF16), which its convolutions do not
-reach (README, "Winograd's convolutions"). F(4x4, 3x3)'s transforms have coefficients up to 5
+reach (docs/speed.md, "Winograd's convolutions"). F(4x4, 3x3)'s transforms have coefficients up to 5
 in B^T, 8 in A^T and 1/24 in G, which magnify bfloat16's rounding (about 10x the RMS error of
 XLA's bf16 convolution, against 2x for m = 2): ``dipjax.ops.conv`` offers m = 4 in float32 only.
 """
