@@ -81,7 +81,8 @@ def operator_problem(
 
     ``operator``: a jittable function from an image (H, W, C) to a measurement (any shape,
     linear or not); ``measurement``: that measurement, an array; ``gt`` (H, W, C) to score
-    against; ``baseline`` (H, W, C): a trivial reconstruction, scored when ``gt`` is given."""
+    against; ``baseline`` (H, W, C): a trivial reconstruction, scored when ``gt`` is given
+    (clipped to [0, 1]). Arrays as ``dipjax.tasks.as_unit_image`` takes them."""
     h, w, c = (int(v) for v in shape)
     y = np.asarray(measurement, np.float32)
     want = jax.eval_shape(operator, jax.ShapeDtypeStruct((h, w, c), jax.numpy.float32))
@@ -96,7 +97,7 @@ def operator_problem(
         y,
         (h, w),
         gt=tasks.as_unit_image(gt, "gt"),
-        baseline=tasks.as_unit_image(baseline, "baseline"),
+        baseline=tasks.as_unit_image(baseline, "baseline", clip=True),
         out_channels=c,
     )
 

@@ -274,6 +274,14 @@ PRESET_FLAGS = (
     "weight_decay",
     "precision",
 )
+# The paper's recipes for one of its own images, named after it.
+IMAGE_PRESETS = (
+    "inpaint-kate",
+    "inpaint-library",
+    "inpaint-vase",
+    "restore-barbara",
+    "restore-kate",
+)
 # Flags that only some tasks read.
 TASK_FLAGS = {
     "scale": ("superres",),
@@ -349,7 +357,9 @@ def resolve_preset(args, accelerator: bool):
             else (PAPER_DEFAULT if accelerator else FAST_DEFAULT)[args.task]
         )
         p = get_preset(name)
-        paper = _paper_preset_for(args.task, args.image) or PAPER_DEFAULT[args.task]
+        paper = _paper_preset_for(args.task, args.image) or (
+            "superres-x8" if big else PAPER_DEFAULT[args.task]
+        )
         if not accelerator:
             iters = args.iters or p.iters
             where = ""
@@ -369,7 +379,7 @@ def resolve_preset(args, accelerator: bool):
         if getattr(args, flag) is not None and p.task not in allowed:
             raise InputError(f"--{flag.replace('_', '-')} does not apply to --task {p.task}")
     p = p.replace(**{k: getattr(args, k) for k in PRESET_FLAGS})
-    unread = _unread_flag(args, p)
+    unread = None if getattr(args, "resume", None) else _unread_flag(args, p)  # a run's own
     if unread:
         raise InputError(unread)
     return p, note
@@ -383,7 +393,7 @@ def _paper_preset_for(task: str, images) -> Optional[str]:
     if not images or len(images) != 1:
         return None
     name = f"{task}-{pathlib.Path(images[0]).stem.lower()}"
-    return name if name in PRESET_NAMES else None
+    return name if name in IMAGE_PRESETS else None
 
 
 def _unread_flag(args, p) -> Optional[str]:

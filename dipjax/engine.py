@@ -8,6 +8,7 @@ signal-safe stop, early-stop halt, final render and metrics.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import statistics
 import threading
@@ -42,26 +43,52 @@ class Progress:
         return self.rows[self.fits[0]][-1]
 
 
+STOPPING = "stopping once the compile or step under way ends; the outputs so far follow"
+
+
 class _Stop:
-    """A flag set by SIGINT/SIGTERM (when handled; the first one says so through ``say``) or by
-    ``on_chunk`` returning True. ``signals``: whether this process's signals set it."""
+    """A flag set by SIGINT/SIGTERM (when handled) or by ``on_chunk`` returning True.
+
+    Python runs a signal's handler only when the main thread returns from C, which an XLA
+    compile does after tens of seconds; so the first signal is also announced through ``say``
+    at once, by a thread that waits on the signal wakeup fd (written by the C-level handler)."""
 
     def __init__(self, handle_signals: bool, say=None):
-        self.flag, self.say = False, say
-        self._previous = {}
-        if handle_signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._set)
-        self.signals = bool(self._previous)
+        self.flag, self.say, self.announced = False, say, False
+        self._previous, self._wakeup = {}, None
+        if not (handle_signals and threading.current_thread() is threading.main_thread()):
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._set)
+        if say is not None:
+            r, w = os.pipe()
+            os.set_blocking(w, False)
+            self._wakeup = (w, signal.set_wakeup_fd(w, warn_on_full_buffer=False))
+            threading.Thread(target=self._announce, args=(r,), daemon=True).start()
 
     def _set(self, *_):
-        if not self.flag and self.say:
-            self.say("stopping once the compile or step under way ends; the outputs so far follow")
         self.flag = True
+
+    def _announce(self, r: int) -> None:
+        wanted = {int(signal.SIGINT), int(signal.SIGTERM)}
+        try:
+            while data := os.read(r, 64):  # b"" once restore() closes the write end
+                if not self.announced and wanted & set(data):
+                    self.announced = True
+                    try:
+                        self.say(STOPPING)
+                    except Exception:  # noqa: BLE001 - a closed stderr must not stop the stop
+                        pass
+        finally:
+            os.close(r)
 
     def restore(self):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self._wakeup is not None:
+            w, previous = self._wakeup
+            signal.set_wakeup_fd(previous)
+            os.close(w)
 
 
 MAX_SEED = 2**31 - 1

@@ -8,9 +8,6 @@ checkpoint), it waits first; results do not depend on the pipelining.
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextvars
-import functools
 import statistics
 import time
 
@@ -81,8 +78,7 @@ class BatchLoop:
                 continue
             if n not in runners:
                 with self.timing("compile"):
-                    compile_ = functools.partial(
-                        compiled_chunk,
+                    runners[n], seconds = compiled_chunk(
                         su.step,
                         n,
                         state,
@@ -92,7 +88,6 @@ class BatchLoop:
                         cache=self.cache,
                         report=self.say,
                     )
-                    runners[n], seconds = _answering_signals(compile_, self.stop.signals)
                 self.compile_s += seconds
                 if seconds:  # a chunk that finished while this compiled must not be charged for it
                     self._last_ready = time.perf_counter()
@@ -162,16 +157,6 @@ class BatchLoop:
                     )
                 )
         return got
-
-
-def _answering_signals(fn, signals: bool):
-    """fn(), run in a worker thread when this process handles signals, so that the main
-    thread, waiting on it, runs a signal's handler at once rather than after a compile of
-    tens of seconds (context variables, such as the convolution settings, go with it)."""
-    if not signals:
-        return fn()
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(contextvars.copy_context().run, fn).result()
 
 
 def _scalar(v):

@@ -84,9 +84,9 @@ def _too_big(path, image, preset, degrade: bool, e) -> str:
     """The memory error in the user's terms: the file, its own size, about the largest it can
     be (a low-resolution input: the output's size over the scale)."""
     per = preset.scale if preset.task == "superres" and not degrade else 1
-    h, w = image.shape[:2] if image is not None else (0, 0)
+    size = "" if image is None else f" {image.shape[1]}x{image.shape[0]} pixels:"
     return (
-        f"{path or 'image'}: {w}x{h} pixels: preset {preset.name} "
+        f"{path or 'image'}:{size} preset {preset.name} "
         f"{memory.budget(e.need, e.have)}; downscale or crop it to about "
         f"{e.fits[1] // per}x{e.fits[0] // per} or smaller"
     )

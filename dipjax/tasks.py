@@ -296,11 +296,15 @@ def prepare(
 _WHITE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(bool): 1.0}
 
 
-def as_unit_image(x, role: str, names: Optional[dict] = None) -> Optional[np.ndarray]:
+def as_unit_image(
+    x, role: str, names: Optional[dict] = None, clip: bool = False
+) -> Optional[np.ndarray]:
     """An image given as an array -> float32 (H, W, C) in [0, 1]: 8- and 16-bit integers (as
-    imageio and PIL give them) are scaled by 255 / 65535, booleans taken as 0 / 1, a 2-D array
-    gets one channel; floats must already lie in [0, 1] (within 1e-3, then clipped). Anything
-    else raises ``InputError`` naming the input."""
+    imageio and PIL give them) are scaled by 255 / 65535, booleans and other integers of 0 and
+    1 alone taken as they are, a 2-D array gets one channel; floats (bfloat16 included) must
+    already lie in [0, 1] (within 1e-3, then clipped), or with ``clip`` (a reconstruction, not
+    an input) are clipped whatever their range. Anything else raises ``InputError`` naming the
+    input."""
     if x is None:
         return None
     a = np.asarray(x)
@@ -311,6 +315,10 @@ def as_unit_image(x, role: str, names: Optional[dict] = None) -> Optional[np.nda
         raise InputError(f"{what}: an array of shape {a.shape}; expected (H, W) or (H, W, C)")
     if a.dtype in _WHITE:
         return (a / _WHITE[a.dtype]).astype(np.float32)
+    if np.issubdtype(a.dtype, np.integer) and np.isin(a, (0, 1)).all():
+        return a.astype(np.float32)
+    if a.dtype.name == "bfloat16":
+        a = a.astype(np.float32)
     if not np.issubdtype(a.dtype, np.floating):
         raise InputError(
             f"{what}: an array of {a.dtype}; pass uint8 (0-255), uint16 (0-65535) "
@@ -319,7 +327,7 @@ def as_unit_image(x, role: str, names: Optional[dict] = None) -> Optional[np.nda
     if not np.isfinite(a).all():
         raise InputError(f"{what}: the array holds NaN or infinite values")
     lo, hi = float(a.min()), float(a.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
+    if not clip and (lo < -1e-3 or hi > 1 + 1e-3):
         hint = " (divide 8-bit values by 255)" if hi <= 255 else ""
         raise InputError(f"{what}: float values in [{lo:g}, {hi:g}], expected [0, 1]{hint}")
     return np.clip(a, 0, 1).astype(np.float32)

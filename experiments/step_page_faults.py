@@ -32,8 +32,8 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# Untimed steps by default; the README's tables were taken so, though the heap can go on growing
-# for 20 steps (--by-step shows when)
+# Untimed steps by default; the tables in docs/speed.md were taken so, though the heap can go
+# on growing for 20 steps (--by-step shows when)
 WARMUP = 6
 TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
 SETTINGS = {

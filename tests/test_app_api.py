@@ -105,6 +105,18 @@ def test_bad_input_is_one_line_4xx_and_writes_nothing(
     assert sorted(runs.iterdir()) == before
 
 
+def test_the_noise_choice_goes_only_with_an_image_to_degrade(tmp_path):
+    """The page shows its noise select for every denoising job; an uploaded noisy photo is not
+    degraded, so the command line would refuse --noise there: the form leaves it out."""
+    from dipjax.app.form import argv_for
+
+    photo = tmp_path / "photo.png"
+    noisy = argv_for({"task": "denoise", "noise": "jpeg"}, photo, None)
+    clean = argv_for({"task": "denoise", "noise": "jpeg", "degrade": "on"}, photo, None)
+    demo = argv_for({"task": "denoise", "noise": "jpeg"}, None, None)
+    assert "--noise=jpeg" not in noisy and "--noise=jpeg" in clean and "--noise=jpeg" in demo
+
+
 def test_too_many_pixels_and_inspect(client, monkeypatch):
     ok = client.post("/api/inspect", files={"image": ("a.png", IMAGE, "image/png")})
     assert ok.json() == {"width": SIZE, "height": SIZE}

@@ -293,6 +293,8 @@ def test_cli_lists_match_the_library():
         ("restore", "kate.png", False, "add --preset restore-kate"),
         ("inpaint", "photo.png", False, "add --preset inpaint-kate"),  # the task's default
         ("inpaint", "photo.png", True, None),
+        ("denoise", "fast.png", False, "add --preset denoise\n"),  # not an image's recipe
+        ("denoise", "dd.png", False, "add --preset denoise\n"),
     ],
 )
 def test_the_paper_recipe_hinted_is_the_one_for_the_image(task, image, accelerator, hint):
@@ -301,7 +303,30 @@ def test_the_paper_recipe_hinted_is_the_one_for_the_image(task, image, accelerat
     args = cli_args.parser().parse_args(["--task", task, "--image", image])
     preset, note = cli_args.resolve_preset(args, accelerator)
     assert preset.name == ("inpaint-kate" if accelerator else f"{task}-fast")
-    assert (note is None) if hint is None else (hint in note), note
+    assert (note is None) if hint is None else (hint in note + "\n"), note
+    assert set(cli_args.IMAGE_PRESETS) <= set(cli_args.PRESET_NAMES)
+
+
+def test_superres_x8_on_an_accelerator_hints_no_other_recipe():
+    from dipjax import cli_args
+
+    args = cli_args.parser().parse_args(["--task", "superres", "--scale", "8"])
+    preset, note = cli_args.resolve_preset(args, True)
+    assert preset.name == "superres-x8" and note is None
+    preset, note = cli_args.resolve_preset(args, False)
+    assert note.endswith("add --preset superres-x8"), note
+
+
+def test_a_resumed_run_keeps_flags_refused_since():
+    """--resume rebuilds the flags from run.json; a run started before a combination was
+    refused for not being read must still resume."""
+    from dipjax import cli_args
+
+    argv = ["--task", "denoise", "--image", "x.png", "--sigma", "25"]
+    with pytest.raises(InputError, match="applies with --degrade"):
+        cli_args.resolve_preset(cli_args.parser().parse_args(argv), False)
+    args = cli_args.parser().parse_args(argv + ["--resume", "DIR"])
+    assert cli_args.resolve_preset(args, False)[0].sigma == 25
 
 
 def test_a_bad_flag_prints_two_lines_and_version_works():

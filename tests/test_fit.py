@@ -193,7 +193,10 @@ def test_a_signal_while_compiling_is_answered_at_once_and_runs_no_step(monkeypat
     prob = api.prepare("denoise", p, smooth_image(32, 32), degrade=True)
     assert threading.current_thread() is threading.main_thread()
     say = lambda line: said.append((time.perf_counter(), line))
+    wakeup_fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup_fd)
     res = dipjax_run([prob], p, [0], handle_signals=True, say=say)
+    assert signal.set_wakeup_fd(wakeup_fd) == wakeup_fd  # restored
     (t0, t1), stops = spans[0], [t for t, line in said if line.startswith("stopping")]
     assert len(stops) == 1 and stops[0] < t0 + 0.5 * (t1 - t0), (said, spans)
     assert res.interrupted and res.fits[0].interrupted and res.fits[0].history == []

@@ -138,6 +138,10 @@ def test_integer_images_are_scaled_and_out_of_range_floats_refused(image):
     ):
         tasks.prepare("denoise", p, np.round(image * 255))
     with pytest.raises(InputError, match="gt: an array of int64"):
-        tasks.prepare("denoise", p, image, gt=np.zeros(image.shape, np.int64))
+        tasks.prepare("denoise", p, image, gt=np.full(image.shape, 7, np.int64))
+    hole = np.ones(image.shape[:2], np.int64)
+    hole[8:16, 8:16] = 0  # a 0/1 integer mask, as numpy makes one
+    got = tasks.prepare("inpaint", tiny_preset("inpaint"), image, mask=hole)
+    assert got.mask[..., 0].tolist() == hole.astype(np.float32).tolist()
     with pytest.raises(InputError, match="mask: the array holds NaN"):
         tasks.prepare("inpaint", tiny_preset("inpaint"), image, mask=np.full(image.shape, np.nan))

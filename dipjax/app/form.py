@@ -30,8 +30,9 @@ def argv_for(fields: dict, image: Optional[pathlib.Path], mask: Optional[pathlib
     if task in cli_args.TASKS and task not in TASKS:
         raise InputError(f"--task {task}: not offered here (use the command line)")
     argv = [f"--task={task}"]
+    degrade = get("degrade") in ("1", "on", "true")
     flags = {"preset": "preset", "iters": "iters", "seeds": "seeds"}
-    if task == "denoise":
+    if task == "denoise" and (degrade or image is None):  # an uploaded noisy photo gets none
         flags["noise"] = "noise"
     if task == "superres":
         flags["scale"] = "scale"
@@ -42,7 +43,7 @@ def argv_for(fields: dict, image: Optional[pathlib.Path], mask: Optional[pathlib
         if get("early_stop") not in EARLY_STOP:
             raise InputError(f"--early-stop {get('early_stop')}: one of {', '.join(EARLY_STOP)}")
         argv.append(f"--early-stop={get('early_stop')}")
-    if get("degrade") in ("1", "on", "true"):
+    if degrade:
         argv.append("--degrade")
     if task in MASKED:
         argv += _mask_flags(get("mask_source"), get("keep"), mask)
