@@ -82,18 +82,28 @@ _held = {}  # folder -> open lock file: the lock lasts as long as the process
 
 
 def lock(out: pathlib.Path) -> None:
-    """Refuse a second process running in the same folder at the same time."""
+    """Refuse a second process running in the same folder at the same time. The lock file is
+    removed when the run lets go of it (``release``); a lock taken on a file removed meanwhile
+    is taken again on the new one."""
     import fcntl
 
     key = str(pathlib.Path(out).resolve())
     if key in _held:
         return
-    f = open(out / LOCK, "a")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    path = pathlib.Path(out) / LOCK
+    while True:
+        f = open(path, "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise InputError(f"--out {out}: another dipjax run is writing there now") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         f.close()
-        raise InputError(f"--out {out}: another dipjax run is writing there now") from None
     _held[key] = f
 
 
@@ -206,7 +216,12 @@ def write_record(out: pathlib.Path, args) -> str:
 def release() -> None:
     """Let go of the folders this process locked."""
     while _held:
-        _held.popitem()[1].close()
+        folder, f = _held.popitem()
+        try:
+            os.unlink(pathlib.Path(folder) / LOCK)  # while still held: see lock()
+        except OSError:
+            pass
+        f.close()
 
 
 def refuse_changes(args, defaults: dict) -> None:

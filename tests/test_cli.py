@@ -77,6 +77,7 @@ def test_cli_writes_every_output(run_dir):
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 10 and json.loads(lines[-1])["iter"] == 10
     assert np.asarray(Image.open(out / "output.png")).shape == (64, 64, 3)
+    assert not (out / ".dipjax.lock").exists()  # the run's lock goes with it
 
 
 @pytest.mark.slow
@@ -327,6 +328,25 @@ def test_a_resumed_run_keeps_flags_refused_since():
         cli_args.resolve_preset(cli_args.parser().parse_args(argv), False)
     args = cli_args.parser().parse_args(argv + ["--resume", "DIR"])
     assert cli_args.resolve_preset(args, False)[0].sigma == 25
+
+
+def test_the_lock_file_goes_with_the_lock_and_a_replaced_one_is_locked_anew(tmp_path):
+    import fcntl
+
+    from dipjax import runfolder
+
+    held = open(tmp_path / runfolder.LOCK, "a")  # a stale lock file, unlinked while we wait
+    fcntl.flock(held, fcntl.LOCK_EX)
+    (tmp_path / runfolder.LOCK).unlink()
+    runfolder.lock(tmp_path)  # locks a new file, not the unlinked one another process holds
+    try:
+        assert (tmp_path / runfolder.LOCK).exists()
+        with open(tmp_path / runfolder.LOCK) as f, pytest.raises(OSError):
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        runfolder.release()
+        held.close()
+    assert not (tmp_path / runfolder.LOCK).exists()
 
 
 def test_a_bad_flag_prints_two_lines_and_version_works():
