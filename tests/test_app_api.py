@@ -89,9 +89,10 @@ def test_page_and_options(client):
         ({"task": "sharpen"}, IMAGE, None, 400, "argument --task: invalid choice: 'sharpen'"),
         ({"preset": "huge"}, IMAGE, hole_mask(), 400, "argument --preset: invalid choice"),
         ({"preset": "denoise-fast"}, IMAGE, hole_mask(), 400, "is for task denoise"),
-        ({"iters": "-5"}, IMAGE, hole_mask(), 400, "--iters -5: must be an integer > 0"),
+        ({"iters": "-5"}, IMAGE, hole_mask(), 400, "--iters -5: must be an integer in 1..1000000"),
         ({"iters": "ten"}, IMAGE, hole_mask(), 400, "invalid int value: 'ten'"),
         ({"seeds": "0"}, IMAGE, hole_mask(), 400, "--seeds 0: must be an integer >= 1"),
+        ({"task": "denoise", "noise": "jpeg"}, IMAGE, None, 400, "--noise applies with --degrade"),
     ],
 )
 def test_bad_input_is_one_line_4xx_and_writes_nothing(
@@ -105,16 +106,14 @@ def test_bad_input_is_one_line_4xx_and_writes_nothing(
     assert sorted(runs.iterdir()) == before
 
 
-def test_the_noise_choice_goes_only_with_an_image_to_degrade(tmp_path):
-    """The page shows its noise select for every denoising job; an uploaded noisy photo is not
-    degraded, so the command line would refuse --noise there: the form leaves it out."""
-    from dipjax.app.form import argv_for
-
-    photo = tmp_path / "photo.png"
-    noisy = argv_for({"task": "denoise", "noise": "jpeg"}, photo, None)
-    clean = argv_for({"task": "denoise", "noise": "jpeg", "degrade": "on"}, photo, None)
-    demo = argv_for({"task": "denoise", "noise": "jpeg"}, None, None)
-    assert "--noise=jpeg" not in noisy and "--noise=jpeg" in clean and "--noise=jpeg" in demo
+@pytest.mark.parametrize("url", ["/api/jobs", "/api/inspect"])
+def test_a_malformed_upload_is_400_not_413(client, runs, url):
+    before = sorted(runs.iterdir())
+    r = client.post(
+        url, content=b"garbage", headers={"content-type": "multipart/form-data; boundary=xx"}
+    )
+    assert r.status_code == 400 and r.json()["error"].startswith("upload: "), r.text
+    assert sorted(runs.iterdir()) == before
 
 
 def test_too_many_pixels_and_inspect(client, monkeypatch):
@@ -150,6 +149,7 @@ def test_job_streams_progress_to_the_end(finished):
     assert [row[0] for row in curve] == list(range(1, 11))  # every iteration, once
     assert states[-1]["progress"]["iter"] == 10 and states[-1]["progress"]["loss"] > 0
     assert any("no accelerator found" in n for n in states[-1]["notes"])
+    assert not any("./" in n or "python -m" in n for n in states[-1]["notes"]), states[-1]
 
 
 def test_job_folder_is_a_command_line_run_folder(finished, client, runs):
@@ -190,6 +190,7 @@ def test_stop_saves_a_checkpoint_and_resume_finishes(client, runs):
     client.post(f"/api/jobs/{job['id']}/stop")
     stopped = wait(client, job["id"], lambda s: s["status"] in ("stopped", "done", "failed"))
     assert stopped["status"] == "stopped" and stopped["resumable"], stopped
+    assert not any("--resume" in n for n in stopped["notes"]), stopped["notes"]  # the page's job
     assert (runs / job["id"] / "checkpoint").is_dir()
     done_before = stopped["progress"]["iter"]
     assert done_before < 60

@@ -137,3 +137,17 @@ def test_inpainting_without_a_mask_is_refused_on_the_page(page, served, photo):
     page.wait_for_selector("#error:not([hidden])")
     assert page.locator("#error").text_content().startswith("mask: none given")
     assert list(served[1].iterdir()) == before
+
+
+def test_the_noise_choice_shows_only_for_an_image_degraded_on_purpose(page, photo):
+    page.select_option("#task", "denoise")
+    noise = page.locator("[data-for=denoise]")
+    assert noise.is_visible()  # the demo image is degraded on purpose
+    page.select_option("#noise", "jpeg")
+    page.set_input_files("#file", str(photo))
+    page.wait_for_function("document.querySelector('[data-for=denoise]').hidden")
+    assert page.locator("#noise").input_value() == ""  # not sent for a noisy photo
+    page.check("#degrade")
+    assert noise.is_visible()
+    page.select_option("#task", "superres")
+    assert not noise.is_visible()

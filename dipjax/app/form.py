@@ -32,7 +32,7 @@ def argv_for(fields: dict, image: Optional[pathlib.Path], mask: Optional[pathlib
     argv = [f"--task={task}"]
     degrade = get("degrade") in ("1", "on", "true")
     flags = {"preset": "preset", "iters": "iters", "seeds": "seeds"}
-    if task == "denoise" and (degrade or image is None):  # an uploaded noisy photo gets none
+    if task == "denoise":  # the command line refuses it for an image not degraded on purpose
         flags["noise"] = "noise"
     if task == "superres":
         flags["scale"] = "scale"

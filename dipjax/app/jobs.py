@@ -141,8 +141,15 @@ class _Log(io.TextIOBase):
         self.file.write(s)
         self.file.flush()
         for line in s.splitlines():
-            if line.startswith("dipjax: "):  # shown with paths relative to the job folder
-                self.job.notes.append(line[len("dipjax: ") :].replace(str(self.job.folder), "."))
+            if not line.startswith("dipjax: "):
+                continue
+            note = line[len("dipjax: ") :].replace(str(self.job.folder), ".")
+            if note.startswith("interrupted;"):  # the command's resume advice: the page resumes
+                continue
+            if note.startswith("wrote ./"):  # the result line: the page shows the files
+                note = note[len("wrote ./") :].strip()
+            if note:
+                self.job.notes.append(note)
                 self.job.bump()
         return len(s)
 

@@ -31,7 +31,7 @@ from starlette.staticfiles import StaticFiles
 from dipjax import cli_args, runfolder
 from dipjax.app import form
 from dipjax.app.jobs import TERMINAL, Job, Jobs, new_id
-from dipjax.io import InputError, load_image
+from dipjax.io import InputError, finite_json, load_image
 
 STATIC = pathlib.Path(__file__).parent / "static"
 DEFAULT_UPLOAD_BYTES = 25 * 2**20
@@ -45,6 +45,8 @@ FILES = re.compile(
 
 
 def _error(message: str, status: int = 400) -> JSONResponse:
+    # The command line's advice in the server's terms
+    message = message.replace("with DIPJAX_MAX_PIXELS", "with the server's --max-megapixels")
     return JSONResponse({"error": message}, status_code=status)
 
 
@@ -54,12 +56,12 @@ async def _read_form(request: Request, limit: int):
     if not declared.isdigit():
         raise InputError("upload: the request's Content-Length is not a number")
     if int(declared) > limit:
-        raise InputError(_too_big(limit))
+        raise _TooBig(_too_big(limit))
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
-            raise InputError(_too_big(limit))
+            raise _TooBig(_too_big(limit))
 
     async def replay():
         return {"type": "http.request", "body": bytes(body), "more_body": False}
@@ -68,6 +70,19 @@ async def _read_form(request: Request, limit: int):
         return await Request(request.scope, replay).form(max_files=2, max_fields=30)
     except (HTTPException, MultiPartException) as e:  # too many files or fields, bad encoding
         raise InputError(f"upload: {getattr(e, 'detail', None) or e}") from None
+
+
+class _TooBig(InputError):
+    """An upload over the limit (413; other upload errors are 400)."""
+
+
+@contextlib.asynccontextmanager
+async def _closing(upload_form):
+    """The uploads' temporary files closed when the request is answered."""
+    try:
+        yield upload_form
+    finally:
+        await upload_form.close()
 
 
 def _too_big(limit: int) -> str:
@@ -115,16 +130,18 @@ def _files(folder: pathlib.Path) -> list:
 
 
 def _state(jobs: Jobs, job: Job, curve_from: int = 0) -> dict:
-    return {
-        **job.record(),
-        "phase": job.phase,
-        "progress": job.progress,
-        "position": jobs.position(job),
-        "resumable": job.status == "stopped",
-        "files": _files(job.folder),
-        "curve_from": curve_from,
-        "curve": job.curve_rows()[curve_from:],
-    }
+    return finite_json(
+        {
+            **job.record(),
+            "phase": job.phase,
+            "progress": job.progress,
+            "position": jobs.position(job),
+            "resumable": job.status == "stopped",
+            "files": _files(job.folder),
+            "curve_from": curve_from,
+            "curve": job.curve_rows()[curve_from:],
+        }
+    )
 
 
 def create_app(runs, *, max_upload_bytes: int = DEFAULT_UPLOAD_BYTES, start_worker: bool = True):
@@ -188,7 +205,11 @@ def create_app(runs, *, max_upload_bytes: int = DEFAULT_UPLOAD_BYTES, start_work
         try:
             upload_form = await _read_form(request, max_upload_bytes)
         except InputError as e:
-            return _error(str(e), 413)
+            return _error(str(e), 413 if isinstance(e, _TooBig) else 400)
+        async with _closing(upload_form):
+            return await _inspect(upload_form)
+
+    async def _inspect(upload_form):
         with tempfile.TemporaryDirectory(prefix="dipjax-app-") as tmp:
             paths, names = save_uploads(pathlib.Path(tmp), upload_form)
             if "image" not in paths:
@@ -203,7 +224,11 @@ def create_app(runs, *, max_upload_bytes: int = DEFAULT_UPLOAD_BYTES, start_work
         try:
             upload_form = await _read_form(request, max_upload_bytes)
         except InputError as e:
-            return _error(str(e), 413)
+            return _error(str(e), 413 if isinstance(e, _TooBig) else 400)
+        async with _closing(upload_form):
+            return await _submit(upload_form)
+
+    async def _submit(upload_form):
         fields = {k: v for k, v in upload_form.items() if isinstance(v, str)}
         with tempfile.TemporaryDirectory(prefix="dipjax-app-") as tmp:
             paths, names = save_uploads(pathlib.Path(tmp), upload_form)

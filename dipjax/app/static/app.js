@@ -36,6 +36,14 @@ function taskChanged() {
   for (const name of o.presets[task]) sel.add(new Option(name, name));
   presetChanged();
   maskSourceChanged();
+  noiseShown();
+}
+
+// A noise kind is added only to an image degraded on purpose (the demo, or "degrade" ticked).
+function noiseShown() {
+  const label = document.querySelector("[data-for=denoise]");
+  label.hidden = !($("task").value === "denoise" && (!state.image || $("degrade").checked));
+  if (label.hidden) $("noise").value = "";
 }
 
 function presetChanged() {
@@ -65,6 +73,7 @@ async function openFile(file) {
   }
   state.image = file;
   state.imageName = file.name;
+  noiseShown();
   await showImage(URL.createObjectURL(file));
 }
 
@@ -72,6 +81,7 @@ async function useDemo() {
   showError("");
   state.image = null;
   state.imageName = "the demo image (degraded on purpose)";
+  noiseShown();
   await showImage("/api/demo.png");
 }
 
@@ -213,6 +223,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("task").onchange = taskChanged;
   $("preset").onchange = presetChanged;
   $("mask_source").onchange = maskSourceChanged;
+  $("degrade").onchange = noiseShown;
   $("form").onsubmit = start;
   $("file").onchange = () => $("file").files[0] && openFile($("file").files[0]);
   $("demo").onclick = useDemo;
