@@ -2,8 +2,9 @@
 
 ``dipjax.fit`` is the command-line module (``python -m dipjax.fit``); the functions are
 ``fit_image`` (one image, by task), ``fit_problem`` (one prepared problem), ``run`` (many
-problems and seeds) and ``fit_operator`` (your own forward operator). Names are imported on
-first use, so that the command line's ``--help`` and input errors answer without loading JAX.
+problems and seeds) and ``fit_operator`` (your own forward operator). Names and submodules
+(``dipjax.ensemble``, ...) are imported on first use, so that the command line's ``--help`` and
+input errors answer without loading JAX.
 """
 
 import importlib
@@ -18,6 +19,7 @@ _EXPORTS = {
         [
             "FitResult",
             "RunResult",
+            "default_image",
             "fit_image",
             "fit_operator",
             "fit_problem",
@@ -34,6 +36,11 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    try:  # a submodule, as after `import dipjax.<name>` (dipjax.ensemble.ensemble_stats, ...)
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module 'dipjax' has no attribute {name!r}")
 
 

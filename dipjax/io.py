@@ -41,6 +41,20 @@ def _to_array(img: Image.Image, path) -> np.ndarray:
     return np.asarray(img.convert("RGB"), np.float32) / 255.0
 
 
+def finite_json(obj):
+    """``obj`` (dicts, lists, numbers, numpy scalars) with NaN and infinities as None, so that
+    ``json.dumps`` writes JSON that every parser reads (``null``, not ``NaN``)."""
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
 def max_pixels() -> int:
     try:
         return int(os.environ.get(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS))

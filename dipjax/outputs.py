@@ -24,7 +24,7 @@ import numpy as np
 
 from dipjax.ensemble import ensemble_stats, pooled_posterior, uncertainty_map
 from dipjax.figures import comparison_figure, curves_figure
-from dipjax.io import atomic_write_bytes, save_png
+from dipjax.io import atomic_write_bytes, finite_json, save_png
 
 PACKAGES = ("dipjax", "jax", "jaxlib", "flax", "optax", "numpy")
 COLUMNS = (
@@ -47,7 +47,8 @@ COLUMNS = (
 
 
 def json_bytes(obj) -> bytes:
-    return (json.dumps(obj, indent=1, default=_jsonable) + "\n").encode()
+    text = json.dumps(obj, indent=1, default=_jsonable)  # then NaN/inf (read back) as null
+    return (json.dumps(finite_json(json.loads(text)), indent=1) + "\n").encode()
 
 
 def _jsonable(o):
@@ -101,7 +102,7 @@ class RunWriter:
                 kept = [line for line in old if line and json.loads(line)["iter"] < first]
                 atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
             with open(path, "a") as f:
-                f.write("".join(json.dumps(r) + "\n" for r in rows))
+                f.write("".join(json.dumps(finite_json(r)) + "\n" for r in rows))
 
     def on_fit(self, r) -> None:
         """Write a fit's files; once every seed of its image is in, the image's files."""
@@ -119,7 +120,8 @@ class RunWriter:
             for it, img in r.snapshots.items():
                 save_png(folder / "snapshots" / f"iter_{it:06d}.png", img)
         atomic_write_bytes(
-            folder / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in r.history).encode()
+            folder / "metrics.jsonl",
+            "".join(json.dumps(finite_json(h)) + "\n" for h in r.history).encode(),
         )
         atomic_write_bytes(folder / "curves.png", curves_figure(r.history))
         fits = [self.fits.get((r.index, s)) for s in self.seeds]
@@ -164,7 +166,7 @@ class RunWriter:
                         base,
                         seed=f.seed,
                         iters_done=f.iters_done,
-                        es_iter=f.early_stop["iter"] if f.early_stop else None,
+                        es_iter=(f.early_stop["iter"] or None) if f.early_stop else None,
                         posterior_samples=f.posterior["samples"] if f.posterior else None,
                         **{k: f.final.get(k) for k in COLUMNS if k in f.final},
                     )

@@ -30,9 +30,16 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+# Far above the longest recipe's 11000 iterations; a run's chunk schedule is a list this long
+# (an unbounded value made it exhaust the memory).
+MAX_ITERS = 1_000_000
 # (field, rule, message): every numeric and enumerated field a user can set.
 _RULES = (
-    ("iters", lambda v: isinstance(v, int) and v > 0, "must be an integer > 0"),
+    (
+        "iters",
+        lambda v: isinstance(v, int) and 0 < v <= MAX_ITERS,
+        f"must be an integer in 1..{MAX_ITERS}",
+    ),
     ("lr", lambda v: _finite(v) and 0 < v <= 10, "must be a finite number in (0, 10]"),
     ("reg_noise_std", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
     ("exp_weight", lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),

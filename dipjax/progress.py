@@ -98,6 +98,11 @@ def _result(f: dict) -> str:
 
 def _early_stop(fit) -> str:
     es = fit.early_stop
+    if es["iter"] == 0:
+        return (
+            f"early stopping: nothing detected (the detector needs {fit.preset.es_window} "
+            f"iterations for its first window; the run did {fit.iters_done})"
+        )
     state = (
         f"fired at iteration {es['fired_at']}"
         if es["fired"]

@@ -77,7 +77,8 @@ def load_problems(
                     msg if not path or str(path) in msg else f"{path}: {msg}"
                 ) from None
             problems.append(prob)
-    return problems, [str(w.message) for w in caught]
+    # ResourceWarnings are the garbage collector's about other code's files, not the inputs'
+    return problems, [str(w.message) for w in caught if not issubclass(w.category, ResourceWarning)]
 
 
 def _too_big(path, image, preset, degrade: bool, e) -> str:

@@ -11,13 +11,14 @@ the caller passes ``names={'mask': 'm.png'}``, by the file it came from.
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import jax.numpy as jnp
 import numpy as np
 
 from dipjax import degrade as deg
-from dipjax.io import InputError, bicubic_upscale, crop_to_multiple, sr_pair
+from dipjax.io import InputError, bicubic_upscale, crop_to_multiple, load_image, sr_pair
 from dipjax.ops.blur import parse_blur
 from dipjax.problem import Measure as Measure
 from dipjax.problem import Problem as Problem
@@ -299,14 +300,16 @@ _WHITE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(bool
 def as_unit_image(
     x, role: str, names: Optional[dict] = None, clip: bool = False
 ) -> Optional[np.ndarray]:
-    """An image given as an array -> float32 (H, W, C) in [0, 1]: 8- and 16-bit integers (as
-    imageio and PIL give them) are scaled by 255 / 65535, booleans and other integers of 0 and
-    1 alone taken as they are, a 2-D array gets one channel; floats (bfloat16 included) must
-    already lie in [0, 1] (within 1e-3, then clipped), or with ``clip`` (a reconstruction, not
-    an input) are clipped whatever their range. Anything else raises ``InputError`` naming the
-    input."""
+    """An image given as an array (or a file's path, read by ``load_image``) -> float32
+    (H, W, C) in [0, 1]: 8- and 16-bit integers (as imageio and PIL give them) are scaled by
+    255 / 65535, booleans and other integers of 0 and 1 alone taken as they are, a 2-D array
+    gets one channel; floats (bfloat16 included) must already lie in [0, 1] (within 1e-3, then
+    clipped), or with ``clip`` (a reconstruction, not an input) are clipped whatever their
+    range. Anything else raises ``InputError`` naming the input."""
     if x is None:
         return None
+    if isinstance(x, (str, os.PathLike)):
+        return load_image(x)
     a = np.asarray(x)
     what = _name(names or {}, role)
     if a.ndim == 2:

@@ -184,7 +184,11 @@ def _bomb(path):
     "args, message",
     [
         (["--task", "denoise", "--scale", "4"], "--scale does not apply to --task denoise"),
-        (["--task", "denoise", "--iters", "0"], "--iters 0: must be an integer > 0"),
+        (["--task", "denoise", "--iters", "0"], "--iters 0: must be an integer in 1..1000000"),
+        (
+            ["--task", "denoise", "--iters", "99999999999999999999"],
+            "--iters 99999999999999999999: must",
+        ),
         (["--task", "denoise", "--sigma", "-3"], "--sigma -3.0: must be in [0, 255]"),
         (["--task", "denoise", "--lr", "inf"], "--lr inf: must be a finite number in (0, 10]"),
         (["--task", "denoise", "--seed", "-1"], "--seed -1: must be an integer >= 0"),
@@ -392,6 +396,19 @@ def test_seed_ensemble_outputs(small_png, tmp_path):
     assert [f["seed"] for f in s["fits"]] == [0, 1]
     for seed in (0, 1):
         assert len((out / f"seed_{seed}" / "metrics.jsonl").read_text().splitlines()) == 4
+
+
+def test_submodules_are_attributes_of_a_plain_import():
+    """README writes dipjax.ensemble.ensemble_stats(...) and dipjax.torch_weights.load(...)
+    after `import dipjax` alone."""
+    code = (
+        "import dipjax; dipjax.ensemble.ensemble_stats; dipjax.torch_weights.load;"
+        "dipjax.default_image\n"
+        "try:\n    dipjax.no_such_name\nexcept AttributeError as e:\n    print(e)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "module 'dipjax' has no attribute 'no_such_name'"
 
 
 def test_importing_the_cli_module_shadows_no_function():

@@ -123,3 +123,28 @@ def _small_png(tmp_path):
     path = tmp_path / "noisy.png"
     save_png(path, smooth_image(64, 64))
     return path
+
+
+def _strict(text: str):
+    """JSON as every parser reads it: NaN and Infinity are not JSON."""
+
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.slow
+def test_a_run_shorter_than_the_window_claims_no_detection_and_writes_strict_json(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["--task", "denoise", "--preset", "denoise-fast", "--iters", "3", "--early-stop"]
+    argv += ["--es-window", "4", "--out", str(out), "--quiet", "--image"]
+    assert main(argv + [str(_small_png(tmp_path))]) == 0
+    said = capsys.readouterr().err
+    assert "early stopping: nothing detected" in said and "output_es.png" not in said, said
+    assert not (out / "output_es.png").exists()
+    s = _strict((out / "summary.json").read_text())
+    assert s["fits"][0]["early_stop"]["wmv"] is None  # no window's variance: was Infinity
+    rows = [_strict(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["wmv"] is None for r in rows)  # were NaN
+    assert _strict((out / "metrics.json").read_text())[0]["es_iter"] is None

@@ -4,7 +4,7 @@ import pytest
 from conftest import smooth_image, tiny_preset
 
 from dipjax import degrade, tasks
-from dipjax.io import InputError
+from dipjax.io import InputError, save_png
 
 
 def test_mask_measure_ignores_missing_pixels(image):
@@ -120,7 +120,7 @@ def test_a_mask_with_nothing_to_fill_is_refused_naming_the_file():
         tasks.prepare("inpaint", p, smooth_image(), mask=white, names={"mask": "holes.png"})
 
 
-def test_integer_images_are_scaled_and_out_of_range_floats_refused(image):
+def test_integer_images_are_scaled_and_out_of_range_floats_refused(image, tmp_path):
     """8-bit and 16-bit arrays (as imageio reads PNGs) mean the same picture as floats / 255 and
     / 65535; floats beyond [0, 1] were clipped to white before, and are now an error."""
     p = tiny_preset("denoise")
@@ -139,6 +139,10 @@ def test_integer_images_are_scaled_and_out_of_range_floats_refused(image):
         tasks.prepare("denoise", p, np.round(image * 255))
     with pytest.raises(InputError, match="gt: an array of int64"):
         tasks.prepare("denoise", p, image, gt=np.full(image.shape, 7, np.int64))
+    path = tmp_path / "photo.png"
+    save_png(path, image)
+    from_file = tasks.prepare("denoise", p, str(path))  # a path is read, as fit_image does
+    np.testing.assert_allclose(from_file.target, as_float.target, atol=1e-6)
     hole = np.ones(image.shape[:2], np.int64)
     hole[8:16, 8:16] = 0  # a 0/1 integer mask, as numpy makes one
     got = tasks.prepare("inpaint", tiny_preset("inpaint"), image, mask=hole)
