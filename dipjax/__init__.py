@@ -31,16 +31,34 @@ _EXPORTS = {
     ),
 }
 __all__ = sorted(_EXPORTS)
+# The library's modules a user reaches from `import dipjax` alone (not the command-line modules).
+_SUBMODULES = (
+    "api",
+    "build",
+    "checkpoint",
+    "degrade",
+    "early_stop",
+    "engine",
+    "ensemble",
+    "host_memory",
+    "io",
+    "metrics",
+    "nets",
+    "ops",
+    "presets",
+    "results",
+    "step",
+    "tasks",
+    "threefry",
+    "torch_weights",
+)
 
 
 def __getattr__(name):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    try:  # a submodule, as after `import dipjax.<name>` (dipjax.ensemble.ensemble_stats, ...)
+    if name in _SUBMODULES:  # as after `import dipjax.<name>` (dipjax.ensemble.ensemble_stats)
         return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__name__}.{name}":
-            raise
     raise AttributeError(f"module 'dipjax' has no attribute {name!r}")
 
 

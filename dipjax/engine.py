@@ -58,13 +58,13 @@ class _Stop:
         self._previous, self._wakeup = {}, None
         if not (handle_signals and threading.current_thread() is threading.main_thread()):
             return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._set)
-        if say is not None:
+        if say is not None:  # first: should it fail, no handler is left installed
             r, w = os.pipe()
             os.set_blocking(w, False)
-            self._wakeup = (w, signal.set_wakeup_fd(w, warn_on_full_buffer=False))
             threading.Thread(target=self._announce, args=(r,), daemon=True).start()
+            self._wakeup = (w, signal.set_wakeup_fd(w, warn_on_full_buffer=False))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._set)
 
     def _set(self, *_):
         self.flag = True
@@ -83,15 +83,18 @@ class _Stop:
             os.close(r)
 
     def restore(self):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        if self._wakeup is not None:
+        if self._wakeup is not None:  # first: a signal after the handlers go may raise
             w, previous = self._wakeup
+            self._wakeup = None
             signal.set_wakeup_fd(previous)
             os.close(w)
+        while self._previous:
+            sig, handler = self._previous.popitem()
+            signal.signal(sig, handler)
 
 
 MAX_SEED = 2**31 - 1
+MAX_CHUNK = 10_000
 
 
 def check_run_args(
@@ -116,6 +119,8 @@ def check_run_args(
     ):
         if not isinstance(value, (int, np.integer)) or value < low:
             raise ParameterError(name, value, f"must be an integer >= {low}")
+    if chunk > MAX_CHUNK:  # a CPU step unrolls its chunk: each step is compiled
+        raise ParameterError("chunk", chunk, f"must be at most {MAX_CHUNK}")
     if seed + seeds - 1 > MAX_SEED:
         raise ParameterError("seed", seed, f"seeds run up to {MAX_SEED}")
 
@@ -232,10 +237,12 @@ def run(
             if loop.step_s == loop.step_s:
                 per_step.append(loop.step_s / (len(su.fits) if su.stacked else 1))
     finally:
-        stop.restore()
-        if checkpointer is not None:
-            with timing("checkpoint"):
-                checkpointer.wait()
+        try:
+            if checkpointer is not None:  # before the handlers go: a second Ctrl-C waits too
+                with timing("checkpoint"):
+                    checkpointer.wait()
+        finally:
+            stop.restore()
     ordered = [results[f] for f in fits if f in results]
     used = (
         "+".join(sorted(set(chosen)))

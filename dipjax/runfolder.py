@@ -98,13 +98,19 @@ def lock(out: pathlib.Path) -> None:
         except OSError:
             f.close()
             raise InputError(f"--out {out}: another dipjax run is writing there now") from None
-        try:
-            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
-                break
-        except FileNotFoundError:
-            pass
+        if _same_file(path, f):
+            break
         f.close()
     _held[key] = f
+
+
+def _same_file(path: pathlib.Path, f) -> bool:
+    """Whether ``path`` still names the file open as ``f``."""
+    try:
+        a, b = os.stat(path), os.fstat(f.fileno())
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def expand_images(args_image) -> tuple[list, bool]:
@@ -217,10 +223,12 @@ def release() -> None:
     """Let go of the folders this process locked."""
     while _held:
         folder, f = _held.popitem()
-        try:
-            os.unlink(pathlib.Path(folder) / LOCK)  # while still held: see lock()
-        except OSError:
-            pass
+        path = pathlib.Path(folder) / LOCK
+        if _same_file(path, f):  # not another run's lock in a folder made anew
+            try:
+                path.unlink()  # while still held: see lock()
+            except OSError:
+                pass
         f.close()
 
 

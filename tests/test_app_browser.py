@@ -101,6 +101,8 @@ def test_paint_a_mask_and_inpaint_it(page, served, photo):
     page.wait_for_selector("#result:not([hidden])", timeout=180_000)
     page.wait_for_function("document.getElementById('result-output').naturalWidth > 0")
     assert page.locator("#status").text_content() == "done"
+    stats = page.locator("#stats").text_content()
+    assert "PSNR vs input" in stats and "vs clean" not in stats, stats  # no clean image here
     links = page.locator("#downloads a").all_text_contents()
     assert "download output" in links and "download summary.json" in links
 

@@ -189,6 +189,7 @@ def _bomb(path):
             ["--task", "denoise", "--iters", "99999999999999999999"],
             "--iters 99999999999999999999: must",
         ),
+        (["--task", "denoise", "--chunk", "20000"], "--chunk 20000: must be at most 10000"),
         (["--task", "denoise", "--sigma", "-3"], "--sigma -3.0: must be in [0, 255]"),
         (["--task", "denoise", "--lr", "inf"], "--lr inf: must be a finite number in (0, 10]"),
         (["--task", "denoise", "--seed", "-1"], "--seed -1: must be an integer >= 0"),
@@ -334,23 +335,39 @@ def test_a_resumed_run_keeps_flags_refused_since():
     assert cli_args.resolve_preset(args, False)[0].sigma == 25
 
 
-def test_the_lock_file_goes_with_the_lock_and_a_replaced_one_is_locked_anew(tmp_path):
+def test_a_lock_file_replaced_between_open_and_lock_is_locked_anew(tmp_path, monkeypatch):
+    """Another run removing its lock file as it ends, and a third creating it anew, between this
+    run's open and flock: this run must hold the file that is there, not the removed one."""
     import fcntl
 
     from dipjax import runfolder
 
-    held = open(tmp_path / runfolder.LOCK, "a")  # a stale lock file, unlinked while we wait
-    fcntl.flock(held, fcntl.LOCK_EX)
-    (tmp_path / runfolder.LOCK).unlink()
-    runfolder.lock(tmp_path)  # locks a new file, not the unlinked one another process holds
+    path, real, raced = tmp_path / runfolder.LOCK, fcntl.flock, []
+
+    def racing(f, op):
+        if not raced:
+            raced.append(1)
+            path.unlink()
+            path.touch()
+        return real(f, op)
+
+    monkeypatch.setattr(fcntl, "flock", racing)
+    runfolder.lock(tmp_path)
     try:
-        assert (tmp_path / runfolder.LOCK).exists()
-        with open(tmp_path / runfolder.LOCK) as f, pytest.raises(OSError):
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert raced and runfolder._same_file(path, runfolder._held[str(tmp_path.resolve())])
     finally:
         runfolder.release()
-        held.close()
-    assert not (tmp_path / runfolder.LOCK).exists()
+    assert not path.exists()  # the lock file goes with the lock
+
+
+def test_release_leaves_another_runs_lock_file(tmp_path):
+    from dipjax import runfolder
+
+    runfolder.lock(tmp_path)
+    (tmp_path / runfolder.LOCK).unlink()  # the folder emptied and another run locking it
+    (tmp_path / runfolder.LOCK).write_text("")
+    runfolder.release()
+    assert (tmp_path / runfolder.LOCK).exists()
 
 
 def test_a_bad_flag_prints_two_lines_and_version_works():
@@ -404,6 +421,7 @@ def test_submodules_are_attributes_of_a_plain_import():
     code = (
         "import dipjax; dipjax.ensemble.ensemble_stats; dipjax.torch_weights.load;"
         "dipjax.default_image\n"
+        "assert not hasattr(dipjax, '__main__') and not hasattr(dipjax, 'a.b')\n"
         "try:\n    dipjax.no_such_name\nexcept AttributeError as e:\n    print(e)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -98,8 +98,8 @@ class Job:
             "batches": p.batches,
             "loss": last["loss"],
             "psnr_fit": last["psnr_fit"],
-            "psnr_gt": last.get("psnr_gt"),
             "eta_s": (total - done) / rate if rate else None,
+            **({"psnr_gt": last["psnr_gt"]} if "psnr_gt" in last else {}),  # with a clean image
         }
         self.bump()
         return self.stop_requested

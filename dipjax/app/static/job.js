@@ -40,7 +40,7 @@ function showJob(s) {
   if (p.iter != null) {
     const batch = p.batches > 1 ? ` (fit ${p.batch} of ${p.batches})` : "";
     const num = (v, f) => (v == null ? "NaN" : f(v));  // non-finite values arrive as null
-    const gt = p.psnr_gt !== undefined ? `  PSNR vs clean ${num(p.psnr_gt, (v) => v.toFixed(2))} dB` : "";
+    const gt = "psnr_gt" in p ? `  PSNR vs clean ${num(p.psnr_gt, (v) => v.toFixed(2))} dB` : "";
     $("stats").textContent = `iteration ${p.iter}/${p.iters}${batch}  loss ${num(p.loss, (v) => v.toPrecision(4))}` +
       `  PSNR vs input ${num(p.psnr_fit, (v) => v.toFixed(2))} dB${gt}` +
       (s.status === "running" ? `  ETA ${seconds(p.eta_s)}` : "");
