@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.resources
 import json
 import pathlib
 import re
@@ -178,7 +177,7 @@ def create_app(runs, *, max_upload_bytes: int = DEFAULT_UPLOAD_BYTES, start_work
         )
 
     async def demo(request):
-        data = (importlib.resources.files("dipjax") / "data" / "astronaut.png").read_bytes()
+        data = (pathlib.Path(__file__).parents[1] / "data" / "astronaut.png").read_bytes()
         return Response(data, media_type="image/png")
 
     def save_uploads(tmp: pathlib.Path, upload_form) -> tuple:
