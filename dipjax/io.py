@@ -16,6 +16,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # Images over this many pixels are refused before they are decoded (a 100000x100000 header
 # would otherwise ask for 30 GB). DIPJAX_MAX_PIXELS raises or lowers it.
 MAX_PIXELS_ENV = "DIPJAX_MAX_PIXELS"
+# Beside this module rather than importlib.resources.files("dipjax"): run from the folder that
+# holds a clone named dipjax, an editable install's "dipjax" is that folder.
+PACKAGED_IMAGE = pathlib.Path(__file__).with_name("data") / "astronaut.png"
 DEFAULT_MAX_PIXELS = 40_000_000
 # New files get the permissions the umask allows, as open() would give them.
 _UMASK = os.umask(0)
@@ -41,17 +44,20 @@ def _to_array(img: Image.Image, path) -> np.ndarray:
     return np.asarray(img.convert("RGB"), np.float32) / 255.0
 
 
-def finite_json(obj):
+def finite_json(obj, default=None):
     """``obj`` (dicts, lists, numbers, numpy scalars) with NaN and infinities as None, so that
-    ``json.dumps`` writes JSON that every parser reads (``null``, not ``NaN``)."""
+    ``json.dumps`` writes JSON that every parser reads (``null``, not ``NaN``); any other object
+    is replaced by ``default(obj)``, as ``json.dumps``'s ``default`` would, when given."""
     if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
+        return {k: finite_json(v, default) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [finite_json(v) for v in obj]
+        return [finite_json(v, default) for v in obj]
     if isinstance(obj, (np.floating, np.integer, np.bool_)):
         obj = obj.item()
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
+    if default is not None and not isinstance(obj, (str, int, float, type(None))):
+        return finite_json(default(obj), default)
     return obj
 
 
@@ -189,9 +195,7 @@ def bicubic_upscale(lr: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
 def default_image(side: int = 0) -> np.ndarray:
     """The image that ships with the package (256x256 RGB), float32 in [0, 1]; with ``side``,
     its top-centre ``side`` x ``side`` square (128: the face)."""
-    # Beside this module rather than importlib.resources.files("dipjax"): run from the folder
-    # that holds a clone named dipjax, an editable install's "dipjax" is that folder.
-    img = load_image(pathlib.Path(__file__).with_name("data") / "astronaut.png")
+    img = load_image(PACKAGED_IMAGE)
     if side:
         left = (img.shape[1] - side) // 2
         img = img[:side, left : left + side]

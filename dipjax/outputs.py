@@ -47,8 +47,7 @@ COLUMNS = (
 
 
 def json_bytes(obj) -> bytes:
-    text = json.dumps(obj, indent=1, default=_jsonable)  # then NaN/inf (read back) as null
-    return (json.dumps(finite_json(json.loads(text)), indent=1) + "\n").encode()
+    return (json.dumps(finite_json(obj, _jsonable), indent=1) + "\n").encode()
 
 
 def _jsonable(o):

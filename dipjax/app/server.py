@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from dipjax import cli_args, runfolder
 from dipjax.app import form
 from dipjax.app.jobs import TERMINAL, Job, Jobs, new_id
-from dipjax.io import InputError, finite_json, load_image
+from dipjax.io import PACKAGED_IMAGE, InputError, finite_json, load_image
 
 STATIC = pathlib.Path(__file__).parent / "static"
 DEFAULT_UPLOAD_BYTES = 25 * 2**20
@@ -177,7 +177,7 @@ def create_app(runs, *, max_upload_bytes: int = DEFAULT_UPLOAD_BYTES, start_work
         )
 
     async def demo(request):
-        data = (pathlib.Path(__file__).parents[1] / "data" / "astronaut.png").read_bytes()
+        data = PACKAGED_IMAGE.read_bytes()
         return Response(data, media_type="image/png")
 
     def save_uploads(tmp: pathlib.Path, upload_form) -> tuple:
