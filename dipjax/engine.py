@@ -61,8 +61,13 @@ class _Stop:
         if say is not None:  # first: should it fail, no handler is left installed
             r, w = os.pipe()
             os.set_blocking(w, False)
+            try:
+                self._wakeup = (w, signal.set_wakeup_fd(w, warn_on_full_buffer=False))
+            except BaseException:
+                os.close(r)
+                os.close(w)
+                raise
             threading.Thread(target=self._announce, args=(r,), daemon=True).start()
-            self._wakeup = (w, signal.set_wakeup_fd(w, warn_on_full_buffer=False))
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._set)
 

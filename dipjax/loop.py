@@ -87,6 +87,7 @@ class BatchLoop:
                         mesh=su.mesh,
                         cache=self.cache,
                         report=self.say,
+                        stop=lambda: self.stop.flag,
                     )
                 self.compile_s += seconds
                 if seconds:  # a chunk that finished while this compiled must not be charged for it

@@ -315,10 +315,12 @@ def compiled_chunk(
     mesh=None,
     cache: Optional[dict] = None,
     report: Optional[Callable] = None,
+    stop: Optional[Callable] = None,
 ):
     """(the compiled chunk of ``n`` steps for these arguments, seconds spent compiling it,
     measuring convolution layers and their library included: ``dipjax.ops.conv_choice``, which
-    tells ``report``).
+    tells ``report``). The chunk is None when ``stop()`` turned true before the compile (while
+    layers were measured or the step traced): nothing is compiled then.
     ``cache``: shared by calls whose steps are the same function of their arguments (the fits
     of one shape group), keyed by chunk size, shapes and placement. ``mesh``: see
     ``make_runner``."""
@@ -333,7 +335,12 @@ def compiled_chunk(
     if batch_axes is not None:
         lowered, options = lower(), conv.codegen_options()
     else:
-        lowered, options = conv_choice.traced(lower, report)
+        try:
+            lowered, options = conv_choice.traced(lower, report, stop)
+        except conv_choice.Stopped:
+            return None, time.perf_counter() - t
+    if stop is not None and stop():
+        return None, time.perf_counter() - t
     cache[key] = lowered.compile(options)
     return cache[key], time.perf_counter() - t
 

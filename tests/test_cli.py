@@ -515,7 +515,9 @@ def test_a_run_measures_its_convolution_library_once_and_compiles_with_it(
     monkeypatch.setattr(
         conv_choice,
         "measure",
-        lambda la, lib: timed.append((la, lib)) or {la.rule(): 1.0 if lib == "eigen" else 3.0},
+        lambda la, lib, stop=None: (
+            timed.append((la, lib)) or {la.rule(): 1.0 if lib == "eigen" else 3.0}
+        ),
     )
     real = jax.stages.Lowered.compile
     monkeypatch.setattr(

@@ -57,7 +57,9 @@ def measured(tmp_path, monkeypatch):
     calls = []
     real = conv_choice.measure
     monkeypatch.setattr(
-        conv_choice, "measure", lambda la, lib="ynnpack": calls.append(la) or real(la, lib)
+        conv_choice,
+        "measure",
+        lambda la, lib="ynnpack", **kw: calls.append(la) or real(la, lib, **kw),
     )
     yield calls
     conv_choice.use_file(before)
@@ -165,7 +167,7 @@ def test_a_fit_measures_its_layers_once_uses_them_and_reruns_bit_identically(tmp
     monkeypatch.setattr(
         conv_choice,
         "measure",
-        lambda la, lib: (
+        lambda la, lib, stop=None: (
             asked.append(la)
             or {
                 v: (1.0 if v == "dot" else 9.0) / (1 if lib == "ynnpack" else 2)
@@ -181,7 +183,9 @@ def test_a_fit_measures_its_layers_once_uses_them_and_reruns_bit_identically(tmp
         lowered = []
         real = conv_choice.traced
         monkeypatch.setattr(
-            conv_choice, "traced", lambda t, r=None: lowered.append(real(t, r)) or lowered[-1]
+            conv_choice,
+            "traced",
+            lambda t, r=None, s=None: lowered.append(real(t, r, s)) or lowered[-1],
         )
         a = fit_problem(prob, p, seed=1)
         n = len(asked)
@@ -216,6 +220,24 @@ def test_every_chunk_length_is_traced_with_the_choices_of_its_time(measured):
             counts.append(run.as_text().count(" convolution("))
     assert counts[0] > 0 and counts[1] == 2 * counts[0]
     assert counts[2:] == [0, 0] and measured == []
+
+
+def test_a_stop_while_measuring_keeps_the_layers_measured_and_compiles_nothing(measured):
+    # The stop turns true as the second layer's measuring starts (Ctrl-C in a first run).
+    path, x = conv_choice.current_file(), np.ones(X.shape, np.float32)
+
+    def step(state, batch):
+        return state + jnp.sum(net(batch + state)), {"s": state}
+
+    run, seconds = compiled_chunk(step, 1, jnp.float32(0), x, stop=lambda: len(measured) > 1)
+    assert run is None and seconds > 0 and measured == [L1, L2]
+    entries = json.loads(path.read_text())[conv_choice.machine()]
+    assert list(entries) == [conv_choice.entry_key(L1, LIBS[0])]  # L2 not measured in full
+    with pytest.raises(conv_choice.Stopped):
+        conv_choice.traced(lower, None, lambda: True)
+    assert measured == [L1, L2, L2]  # the file's L1 is not measured again
+    run, _ = compiled_chunk(step, 1, jnp.float32(0), x, stop=lambda: False)
+    assert run is not None and run.as_text().count(" convolution(") >= 0
 
 
 WIDE = jnp.full((3, 3, 32, 32), 0.01)
@@ -304,7 +326,9 @@ def test_a_variant_that_failed_does_not_get_its_layer_measured_again(tmp_path, m
     monkeypatch.setattr(
         conv_choice,
         "measure",
-        lambda la, lib: asked.append(la) or {v: 1.0 for v in la.variants() if v != "dot"},
+        lambda la, lib, stop=None: (
+            asked.append(la) or {v: 1.0 for v in la.variants() if v != "dot"}
+        ),
     )
     before = conv_choice.current_file()
     conv_choice.use_file(tmp_path / conv_choice.FILE_NAME)
@@ -364,7 +388,7 @@ def test_runs_started_together_measure_one_after_the_other(tmp_path, monkeypatch
     conv_choice.use_file(tmp_path / conv_choice.FILE_NAME, every_variant=False)
     started, release, calls, told = threading.Event(), threading.Event(), [], []
 
-    def fake(la, lib="ynnpack"):
+    def fake(la, lib="ynnpack", stop=None):
         calls.append((la, lib))
         started.set()
         assert release.wait(30)

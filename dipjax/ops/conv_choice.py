@@ -60,6 +60,16 @@ _libraries: dict = {}  # frozenset of layer keys -> library this process chose f
 _last = [conv.LIBRARIES[0]]  # the library this process chose last (its next trace starts there)
 
 
+class Stopped(Exception):
+    """The run asked to stop (``stop()`` true) while layers were measured; those measured in
+    full are kept in the file."""
+
+
+def _check(stop) -> None:
+    if stop is not None and stop():
+        raise Stopped
+
+
 def use_file(path, every_variant: bool = True) -> None:
     """Keep measured choices in ``path`` (JSON); None stops measuring (the fixed rules and
     XLA's default library apply). ``every_variant=False``: time only each layer's rule
@@ -144,18 +154,21 @@ def measure(
     library: str = "ynnpack",
     rounds: Optional[int] = None,
     budget_s: Optional[float] = None,
+    stop=None,
 ):
     """{variant: milliseconds} for every candidate variant of ``layer`` compiled with
     ``library``: its forward pass and both gradients, jitted alone, the fastest of ``rounds``
     rounds (default ``ROUNDS``; more, up to ``budget_s`` seconds (``BUDGET_S``), for fast
     layers) that each time every variant once, so that the machine's slow moments fall on all
-    of them. A variant that fails to compile or run (memory) is left out."""
+    of them. A variant that fails to compile or run (memory) is left out. Raises ``Stopped``
+    between compiles and rounds once ``stop()`` is true."""
     rounds = ROUNDS if rounds is None else rounds
     budget_s = BUDGET_S if budget_s is None else budget_s
     x = jnp.ones(layer.shape, jnp.float32)
     w = jnp.full((layer.k, layer.k, layer.shape[-1], layer.out), 0.01, jnp.float32)
     fns = {}
     for v in candidates(layer):
+        _check(stop)
         try:
             f = _grads(layer, v, x, w, library)
             jax.block_until_ready(f(x, w))
@@ -165,6 +178,7 @@ def measure(
     best = {v: float("inf") for v in fns}
     start, done = time.perf_counter(), 0
     while done < rounds or (time.perf_counter() - start < budget_s and done < 10 * rounds):
+        _check(stop)
         for v, f in fns.items():
             t = time.perf_counter()
             jax.block_until_ready(f(x, w))
@@ -298,12 +312,12 @@ def _one_at_a_time(folder: pathlib.Path, report=None) -> Iterator[None]:
             os.close(fd)  # releases the lock
 
 
-def measure_missing(layers, report=None) -> None:
+def measure_missing(layers, report=None, stop=None) -> None:
     """Measure every layer of ``missing(layers, library)`` under each available library and
     keep its fastest variant in the file (an entry another process completed meanwhile keeps
     that process's choice; processes measure one at a time). ``report(message)`` is told
     first, and told when the file cannot be written (the process then keeps its measurements
-    to itself)."""
+    to itself). ``stop``: see ``measure``."""
 
     def todo():
         return {lib: missing(layers, lib) for lib in conv.libraries()} if _file else {}
@@ -311,10 +325,10 @@ def measure_missing(layers, report=None) -> None:
     if not any(todo().values()):
         return
     with _one_at_a_time(_file.parent, report):
-        _measure(todo(), report)
+        _measure(todo(), report, stop)
 
 
-def _measure(todo: dict, report) -> None:
+def _measure(todo: dict, report, stop=None) -> None:
     """Time ``todo``'s {library: layers} and add them to the file."""
     count = len({la for las in todo.values() for la in las})
     if not count:
@@ -322,12 +336,22 @@ def _measure(todo: dict, report) -> None:
     if report is not None:
         what = "" if _every_variant else " (its library)"
         report(f"measuring {count} convolution layer(s){what} on this machine once ({_file})")
-    here, measured = machine(), {}
-    for lib, las in todo.items():
-        for la in las:
-            ms = measure(la, lib)
-            entry = {"choice": pick(la, ms), "ms": ms, "tried": list(candidates(la))}
-            measured[entry_key(la, lib)] = (la, entry)
+    measured = {}
+    try:
+        for lib, las in todo.items():
+            for la in las:
+                ms = measure(la, lib, stop=stop)
+                entry = {"choice": pick(la, ms), "ms": ms, "tried": list(candidates(la))}
+                measured[entry_key(la, lib)] = (la, entry)
+    finally:  # stopped: the layers measured so far are kept
+        if measured:
+            _store(measured, report)
+
+
+def _store(measured: dict, report) -> None:
+    """Add ``measured`` {entry key: (layer, entry)} to the file, where it has no complete
+    entry for a key (another process may have added one meanwhile)."""
+    here = machine()
     stored = _load(_file)  # re-read: another run may have added layers meanwhile
     mine = stored.setdefault(here, {})
     for key, (la, entry) in measured.items():
@@ -371,20 +395,21 @@ def libraries_used() -> list:
     return sorted({lib for keys, lib in _libraries.items() if keys})
 
 
-def traced(trace, report=None):
+def traced(trace, report=None, stop=None):
     """``trace()`` (a function that traces convolutions, e.g. lowers a jitted step) run with
     the known choices; tunable layers it met with none are measured (under every library),
     the library is chosen for its layers (``library_for``), and it runs again when that
     library's choices for them differ from those it was traced with. Returns (what the last
     ``trace()`` returned, the options to compile it with: ``conv.compiler_options`` of that
-    library; without a file of choices, ``conv.codegen_options()``)."""
+    library; without a file of choices, ``conv.codegen_options()``). ``Stopped`` once
+    ``stop()`` is true while layers are measured."""
     if _file is None:
         return trace(), conv.codegen_options()
     first = _last[0]
     table = known(first)
     with conv.recording() as seen, conv.conv_choices(table):
         out = trace()
-    measure_missing(seen, report)
+    measure_missing(seen, report, stop)
     library = library_for(seen)
     chosen = known(library)
     stored = _stored()
