@@ -142,8 +142,9 @@ def finished(client, runs):
     return job, [d for d in data if d]  # the last event, 'end', carries {}
 
 
-def test_job_streams_progress_to_the_end(finished):
+def test_job_streams_progress_to_the_end(finished, runs):
     job, states = finished
+    assert not any(str(runs) in json.dumps(s) for s in states)  # no server path reaches a client
     assert states[-1]["status"] == "done", states[-1]
     curve = [row for s in states for row in s["curve"]]
     assert [row[0] for row in curve] == list(range(1, 11))  # every iteration, once

@@ -129,9 +129,10 @@ def _files(folder: pathlib.Path) -> list:
 
 
 def _state(jobs: Jobs, job: Job, curve_from: int = 0) -> dict:
+    """What a client sees of a job: not its argv (the server's paths; job.json keeps it)."""
     return finite_json(
         {
-            **job.record(),
+            **{k: v for k, v in job.record().items() if k != "argv"},
             "phase": job.phase,
             "progress": job.progress,
             "position": jobs.position(job),
