@@ -17,7 +17,7 @@ import numpy as np
 
 from dipjax import tasks
 from dipjax.engine import fit_problem, run
-from dipjax.io import InputError, default_image, load_image
+from dipjax.io import InputError, default_image
 from dipjax.presets import FAST_DEFAULT, get_preset
 from dipjax.results import FitResult, RunResult
 from dipjax.sources import problem_for as prepare
@@ -58,17 +58,8 @@ def fit_image(
     p = get_preset(preset or FAST_DEFAULT.get(task, ""), task).replace(
         iters=iters, lr=lr, **overrides
     )
-    load = lambda x: x if x is None or isinstance(x, np.ndarray) else load_image(x)
     problem = prepare(
-        task,
-        p,
-        load(image),
-        mask=load(mask),
-        gt=load(gt),
-        flash=load(flash),
-        kernel=load(kernel),
-        degrade=degrade,
-        seed=seed,
+        task, p, image, mask=mask, gt=gt, flash=flash, kernel=kernel, degrade=degrade, seed=seed
     )
     return fit_problem(problem, p, seed=seed, chunk=chunk)
 

@@ -272,9 +272,10 @@ def prepare(
     names: Optional[dict] = None,
     **extra,
 ) -> Problem:
-    """The Problem of ``task`` for ``image`` (an array, see ``as_unit_image``) with the preset's
-    degradation settings. ``extra``: the task's optional inputs (``mask``, ``flash``, ``kernel``,
-    arrays or None). Degradations draw from ``numpy.random.default_rng(seed)``."""
+    """The Problem of ``task`` for ``image`` (an array or a path, see ``as_unit_image``) with
+    the preset's degradation settings. ``extra``: the task's optional inputs (``mask``,
+    ``flash``, ``kernel``: arrays, file paths or None). Degradations draw from
+    ``numpy.random.default_rng(seed)``."""
     if task not in PREPARE:
         raise InputError(f"task {task!r}: unknown; one of {', '.join(TASKS)}")
     unused = sorted(
@@ -282,15 +283,19 @@ def prepare(
     )
     if unused:
         raise InputError(f"{', '.join(unused)}: not used by task {task}")
-    kw = {
-        k: v if k == "kernel" else as_unit_image(v, k, names)
-        for k, v in extra.items()
-        if v is not None
-    }
+    kw = {k: _input(v, k, names) for k, v in extra.items() if v is not None}
     image, gt = as_unit_image(image, "image", names), as_unit_image(gt, "gt", names)
     return PREPARE[task](
         image, preset, gt=gt, degrade=degrade, rng=np.random.default_rng(seed), names=names, **kw
     )
+
+
+def _input(x, role: str, names: Optional[dict]):
+    """An input as ``as_unit_image`` takes it; a kernel array as it is (scaled to sum 1 later),
+    a kernel file read as an image."""
+    if role != "kernel":
+        return as_unit_image(x, role, names)
+    return load_image(x) if isinstance(x, (str, os.PathLike)) else x
 
 
 # Integer pixel types and the value of their white.

@@ -144,3 +144,18 @@ def test_cli_deblur_with_a_kernel_image(tmp_path):
     blurred = np.asarray(__import__("imageio").v3.imread(out / "degraded.png"), np.float32)
     # the motion blur acts along rows only: columns of a block stay sharp
     assert np.abs(np.diff(blurred[:, 0], axis=0)).max() > 100
+
+
+def test_a_kernel_is_taken_as_a_file_or_an_array(tmp_path):
+    k = np.zeros((5, 5, 1), np.float32)
+    k[2, 1:4, 0] = 1.0  # a 3-pixel horizontal blur
+    save_png(tmp_path / "k.png", k)
+    p, img = tiny_preset("deblur", crop=0), np.full((16, 16, 3), 0.5, np.float32)
+    from_file = api.prepare("deblur", p, img, kernel=tmp_path / "k.png")
+    from_array = api.prepare("deblur", p, img, kernel=3 * k)  # any scale: normalised
+    want = np.zeros((5, 5))
+    want[2, 1:4] = 1 / 3
+    for prob in (from_file, from_array):
+        np.testing.assert_allclose(np.array(prob.measure.blur_kernel), want, atol=1e-12)
+    with pytest.raises(InputError, match="no such file"):
+        api.prepare("deblur", p, img, kernel=tmp_path / "none.png")

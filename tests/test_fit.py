@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import smooth_image, tiny_preset
+from conftest import TINY_OVERRIDES, smooth_image, tiny_preset
 
 from dipjax import api, build, tasks
 from dipjax.engine import fit_problem
@@ -133,6 +133,16 @@ def test_fit_image_from_a_path(tmp_path):
     assert res.output_avg.shape == (32, 32, 3) and len(res.history) == 2
 
 
+def test_fit_image_takes_a_jax_array():
+    import jax.numpy as jnp
+
+    import dipjax
+
+    img = jnp.asarray(smooth_image(16, 16))
+    res = dipjax.fit_image("denoise", img, iters=1, chunk=1, crop=0, **TINY_OVERRIDES)
+    assert res.output.shape == (16, 16, 3) and len(res.history) == 1
+
+
 @pytest.mark.slow
 def test_the_chunk_in_flight_changes_no_bit():
     p = tiny_preset("denoise", iters=12, reg_noise_std=1 / 30, backtrack_every=1)
@@ -149,7 +159,6 @@ def test_the_chunk_in_flight_changes_no_bit():
 @pytest.mark.slow
 def test_a_fit_that_never_recovers_is_marked_diverged():
     import jax.numpy as jnp
-    from conftest import TINY_OVERRIDES
 
     from dipjax import fit_operator
 
