@@ -28,9 +28,10 @@ import numpy as np
 from dipjax.io import InputError, atomic_write_bytes
 from dipjax.step import FitState
 
-# 2: the weights as one vector (``step.flatten_params``); 1 (checkpoints without the field): the
-# weights and Adam's moments as trees of arrays.
-STATE_FORMAT = 2
+# 3: the early-stopping window as columns (``early_stop.init``); 2: the weights as one vector
+# (``step.flatten_params``); 1 (checkpoints without the field): the weights and Adam's moments
+# as trees of arrays.
+STATE_FORMAT = 3
 
 
 def _to_tree(state: FitState) -> dict:

@@ -12,6 +12,8 @@ the detection.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -19,12 +21,12 @@ MODES = ("off", "mark", "halt")
 
 
 def init(window: int, out_shape) -> dict:
-    """The detector's state for outputs of ``out_shape`` (1, H, W, C): a ring buffer of
-    ``window`` outputs, the best (lowest) variance so far, the iteration that ended its window
-    (1-based; 0 = none yet), the output there, steps since the best, whether it fired and
-    when."""
+    """The detector's state for outputs of ``out_shape`` (1, H, W, C): a ring buffer of the last
+    ``window`` outputs, one column each (H * W * C, window), the best (lowest) variance so far,
+    the iteration that ended its window (1-based; 0 = none yet), the output there, steps since
+    the best, whether it fired and when."""
     return {
-        "buf": jnp.zeros((window,) + tuple(out_shape), jnp.float32),
+        "buf": jnp.zeros((math.prod(out_shape), window), jnp.float32),
         "best_var": jnp.full((), jnp.inf, jnp.float32),
         "best_iter": jnp.zeros((), jnp.int32),
         "best_out": jnp.zeros(tuple(out_shape), jnp.float32),
@@ -34,18 +36,22 @@ def init(window: int, out_shape) -> dict:
     }
 
 
-def update(es: dict, out: jax.Array, it: jax.Array, patience: int):
-    """Add ``out`` (the output of 1-based iteration ``it``) and return (state, variance).
+def update(es: dict, out: jax.Array, it: jax.Array, patience: int, take=True):
+    """Add ``out`` (the output of 1-based iteration ``it``) and return (state, variance); with
+    ``take`` false (a diverged step) the state stays as it was.
 
     The variance is the mean over the window of the squared distance of each output from the
-    window's mean, per pixel and channel; NaN until the window is full."""
-    window = es["buf"].shape[0]
+    window's mean, per pixel and channel; NaN until the window is full. The outputs are
+    columns so that the mean over the window reduces rows: XLA's CPU reduction over a leading
+    axis took 118 ms for 100 outputs of 256x256x3, over the trailing one 3 ms."""
+    window = es["buf"].shape[1]
     slot = (it - 1) % window
-    buf = es["buf"].at[slot].set(out.astype(jnp.float32))
+    col = jnp.where(take, out.reshape(-1).astype(jnp.float32), es["buf"][:, slot])
+    buf = es["buf"].at[:, slot].set(col)  # one column either way, not a select of the buffer
     full = it >= window
-    var = jnp.mean(jnp.square(buf - buf.mean(0, keepdims=True)))
+    var = jnp.mean(jnp.square(buf - buf.mean(1, keepdims=True)))
     var = jnp.where(full, var, jnp.nan)
-    live = ~es["fired"]
+    live = take & ~es["fired"]
     better = live & full & (var < es["best_var"])
     since = jnp.where(better, 0, es["since"] + (live & full).astype(jnp.int32))
     fire = live & (since >= patience) & (es["best_iter"] > 0)

@@ -222,8 +222,10 @@ def make_step(
             "lr": state.opt_state.hyperparams["learning_rate"],
         }
         if state.es:
-            es, metrics["wmv"] = early_stop.update(state.es, out, state.step + 1, es_patience)
-            new = new.replace(es=where(finite, es, state.es))
+            es, metrics["wmv"] = early_stop.update(
+                state.es, out, state.step + 1, es_patience, take=finite
+            )
+            new = new.replace(es=es)
             metrics["es_fired"] = es["fired"]
         if state.post:
             take = finite & ~rollback & (state.step >= sgld_burn_in)
