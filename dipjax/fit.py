@@ -41,7 +41,8 @@ def main(argv=None, *, on_chunk=None, checkpointer=None) -> int:
         if args.resume:
             from dipjax import runfolder
 
-            runfolder.refuse_changes(args, {k: ap.get_default(k) for k in runfolder.RUN_FLAGS})
+            flags = (*runfolder.RUN_FLAGS, "out")
+            runfolder.refuse_changes(args, {k: ap.get_default(k) for k in flags})
         return run(args, timing, on_chunk=on_chunk, checkpointer=checkpointer)
     except InputError as e:
         print(f"dipjax: error: {_flag_message(e)}", file=sys.stderr)
@@ -142,7 +143,7 @@ def run(args, timing, *, on_chunk=None, checkpointer=None) -> int:
                 runfolder.lock(out)
         else:
             out = runfolder.prepare_out(args.out, args.overwrite, shared=args.distributed)
-            run_id = runfolder.write_record(out, args) if pid == 0 else "distributed"
+            run_id = runfolder.write_record(out, args, preset.name) if pid == 0 else "distributed"
         ckpt = (checkpointer or Checkpointer)(
             out, run_id, f"checkpoint.process{pid}" if nproc > 1 else "checkpoint"
         )

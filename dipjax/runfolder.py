@@ -203,17 +203,13 @@ def clear_run(out: pathlib.Path) -> None:
         part.unlink()
 
 
-def write_record(out: pathlib.Path, args) -> str:
-    """Write run.json (the flags, paths made absolute, a new run id); returns the id."""
-    record = {k: getattr(args, k) for k in RUN_FLAGS}
-    for k in PATH_FLAGS:
-        if record[k]:
-            record[k] = str(pathlib.Path(record[k]).resolve())
-    if record["image"]:
-        record["image"] = [
-            str(pathlib.Path(p).resolve()) if not any(c in p for c in "*?[") else p
-            for p in record["image"]
-        ]
+def write_record(out: pathlib.Path, args, preset: str) -> str:
+    """Write run.json (the flags, paths made absolute, a new run id, and ``preset``: the name
+    of the preset the run resolved, so that a resume on another machine does not pick its own
+    default); returns the id."""
+    record = {**{k: getattr(args, k) for k in RUN_FLAGS}, "preset": preset}
+    for k in (*PATH_FLAGS, "image"):
+        record[k] = _as_recorded(k, record[k])
     record["run_id"] = uuid.uuid4().hex
     atomic_write_bytes(out / "run.json", (json.dumps(record, indent=1) + "\n").encode())
     return record["run_id"]
@@ -233,14 +229,43 @@ def release() -> None:
 
 
 def refuse_changes(args, defaults: dict) -> None:
-    """--resume continues a run as it was started: refuse run flags given with it."""
-    given = [k for k in RUN_FLAGS if getattr(args, k, None) != defaults.get(k)]
+    """--resume continues a run as it was started, in its own folder: refuse run flags given
+    with it that differ from the run's own (run.json), and --out or --overwrite. ``defaults``:
+    the parser's, of ``RUN_FLAGS`` and ``out``."""
+    record = read_record(args.resume)
+    given = [
+        k
+        for k in RUN_FLAGS
+        if getattr(args, k, None) != defaults.get(k)
+        and _as_recorded(k, getattr(args, k)) != record.get(k)
+    ]
     if given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise InputError(
             f"--resume continues the run with its own settings (run.json); "
             f"{flags} cannot change them: drop {flags}, or start a new run"
         )
+    out = getattr(args, "out", None)
+    if getattr(args, "overwrite", False) or (
+        out != defaults.get("out") and not _same_folder(out, args.resume)
+    ):
+        flag = "--overwrite" if args.overwrite else f"--out {out}"
+        raise InputError(f"--resume {args.resume} writes into that folder: drop {flag}")
+
+
+def _as_recorded(flag: str, value):
+    """``value`` of ``flag`` as run.json records it (paths absolute)."""
+    if flag in PATH_FLAGS and value:
+        return str(pathlib.Path(value).resolve())
+    if flag == "image" and value:
+        return [
+            str(pathlib.Path(v).resolve()) if not any(c in v for c in "*?[") else v for v in value
+        ]
+    return value
+
+
+def _same_folder(a, b) -> bool:
+    return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
 
 
 def read_record(folder: str) -> dict:

@@ -48,7 +48,8 @@ def test_a_checkpoint_of_another_format_or_shape_is_refused_in_one_line(tmp_path
     # found from the record, before any state is built
     with pytest.raises(InputError, match="written by another version of dipjax") as e:
         Checkpointer(tmp_path / "marked-old", "run-1").current()
-    assert "\n" not in str(e.value) and f"state format 1, this version's {checkpoint.STATE_FORMAT}" in str(e.value)
+    want = f"state format 1, this version's {checkpoint.STATE_FORMAT}"
+    assert "\n" not in str(e.value) and want in str(e.value)
     # marked as this format but shaped otherwise: orbax's refusal, in one line
     assert Checkpointer(tmp_path / "odd", "run-1").current()["iters"] == 1
     with pytest.raises(InputError, match="not shaped like this run's") as e:

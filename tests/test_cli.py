@@ -1,5 +1,6 @@
 """The command line, run as a user would: in a subprocess."""
 
+import argparse
 import json
 import os
 import re
@@ -323,6 +324,21 @@ def test_superres_x8_on_an_accelerator_hints_no_other_recipe():
     assert note.endswith("add --preset superres-x8"), note
 
 
+def test_a_resume_on_an_accelerator_runs_the_preset_the_run_resolved(tmp_path):
+    """run.json records the preset a run without --preset defaulted to (here the CPU's), so
+    that resuming it where the default differs (an accelerator) runs the same preset."""
+    from dipjax import cli_args, runfolder
+
+    args = cli_args.parser().parse_args(["--task", "superres", "--scale", "8"])
+    preset, _ = cli_args.resolve_preset(args, False)
+    runfolder.write_record(tmp_path, args, preset.name)
+    record = runfolder.read_record(tmp_path)
+    again = argparse.Namespace(**{**vars(args), **{k: record.get(k) for k in runfolder.RUN_FLAGS}})
+    assert record["preset"] == preset.name == "superres-fast"
+    assert cli_args.resolve_preset(again, True)[0] == preset
+    assert cli_args.resolve_preset(args, True)[0].name == "superres-x8"  # the default there
+
+
 def test_a_resumed_run_keeps_flags_refused_since():
     """--resume rebuilds the flags from run.json; a run started before a combination was
     refused for not being read must still resume."""
@@ -588,10 +604,16 @@ def test_every_setting_is_recorded_for_resume(tmp_path):
     dests = {a.dest for a in ap._actions if a.dest != "help"}
     assert dests - NOT_RUN_FLAGS == set(runfolder.RUN_FLAGS)
     args = ap.parse_args(["--task", "denoise", "--sgld", "--sgld-burn-in", "3"])
-    runfolder.write_record(tmp_path, args)
+    runfolder.write_record(tmp_path, args, "denoise-fast")
     record = runfolder.read_record(str(tmp_path))
     assert (record["sgld"], record["sgld_burn_in"]) == (0.5, 3)
-    again = ap.parse_args(["--resume", str(tmp_path), "--sgld", "8"])
-    defaults = {k: ap.get_default(k) for k in runfolder.RUN_FLAGS}
+    defaults = {k: ap.get_default(k) for k in (*runfolder.RUN_FLAGS, "out")}
+    resume = lambda *flags: runfolder.refuse_changes(
+        ap.parse_args(["--resume", str(tmp_path), *flags]), defaults
+    )
     with pytest.raises(InputError, match="--sgld cannot change"):
-        runfolder.refuse_changes(again, defaults)
+        resume("--sgld", "8")
+    resume("--sgld-burn-in", "3", "--preset", "denoise-fast", "--out", str(tmp_path))  # its own
+    for flags in (["--out", str(tmp_path / "elsewhere")], ["--overwrite"]):
+        with pytest.raises(InputError, match=f"writes into that folder: drop {flags[0]}"):
+            resume(*flags)
