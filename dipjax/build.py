@@ -43,6 +43,7 @@ def problem_arrays(problem, preset: Preset, seed: int):
         make = _jitted_input(preset.input_kind, preset.input_depth, hw, preset.input_var)
         z = make(jax.random.key(seed))
     check_size(net, z.shape, problem, preset)
+    memory.check_window(problem, preset)
     memory.check(
         net,
         z.shape,

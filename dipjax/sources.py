@@ -13,6 +13,7 @@ import numpy as np
 
 from dipjax import build, memory, tasks
 from dipjax.io import InputError, default_image, load_image
+from dipjax.presets import ParameterError
 
 
 def problem_for(
@@ -71,6 +72,8 @@ def load_problems(
                 raise InputError(_too_small(path, image, preset, degrade, e.side)) from None
             except memory.TooBig as e:
                 raise InputError(_too_big(path, image, preset, degrade, e)) from None
+            except ParameterError:
+                raise  # a flag's value, named as such
             except InputError as e:
                 msg = str(e)
                 raise InputError(

@@ -17,6 +17,26 @@ def test_too_large_for_the_device_is_refused_with_a_size(monkeypatch):
         build.problem_arrays(prob, p, 0)
 
 
+def test_an_early_stopping_window_too_large_is_refused_by_its_flag(tmp_path, capsys):
+    # 10^7 outputs of 64x64x3 (and the step's copies of them): terabytes on any machine.
+    from dipjax.fit import main
+
+    path = tmp_path / "x.png"
+    io.save_png(path, smooth_image(64, 64))
+    out = tmp_path / "o"
+    argv = ["--task", "denoise", "--image", str(path), "--degrade", "--early-stop", "--quiet"]
+    assert main([*argv, "--es-window", "10000000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dipjax: error: --es-window 10000000: the window of 10000000 outputs")
+    assert err.endswith("take a smaller window") and "\n" not in err and not out.exists()
+    p = tiny_preset("denoise", early_stop="mark", es_window=1000)
+    prob = api.prepare("denoise", p, smooth_image(64, 64), degrade=True)
+    one = memory.window_bytes(prob, p.replace(es_window=3)) - memory.window_bytes(
+        prob, p.replace(es_window=2)
+    )
+    assert one == memory.WINDOW_COPIES * 64 * 64 * 3 * 4  # each output of the window, counted
+
+
 def test_a_low_resolution_input_too_large_is_told_its_own_largest_size(monkeypatch, tmp_path):
     """Super-resolution from a low-resolution file: the output is 4x its size, but the error
     speaks of the file, and the size it suggests, upscaled 4x, is the output that would fit."""
