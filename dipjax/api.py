@@ -74,21 +74,31 @@ def operator_problem(
     linear or not); ``measurement``: that measurement, an array; ``gt`` (H, W, C) to score
     against; ``baseline`` (H, W, C): a trivial reconstruction, scored when ``gt`` is given
     (clipped to [0, 1]). Arrays as ``dipjax.tasks.as_unit_image`` takes them."""
+    if len(tuple(shape)) != 3 or not all(int(v) > 0 for v in shape):
+        raise InputError(f"shape {tuple(shape)}: the image's (H, W, C), three positive sizes")
     h, w, c = (int(v) for v in shape)
     y = np.asarray(measurement, np.float32)
+    if not np.isfinite(y).all():
+        raise InputError("measurement: holds NaN or infinite values")
     want = jax.eval_shape(operator, jax.ShapeDtypeStruct((h, w, c), jax.numpy.float32))
     if tuple(want.shape) != y.shape:
         raise InputError(
             f"operator maps a {h}x{w}x{c} image to shape {tuple(want.shape)}, "
             f"but the measurement has shape {y.shape}"
         )
+    images = {
+        "gt": tasks.as_unit_image(gt, "gt"),
+        "baseline": tasks.as_unit_image(baseline, "baseline", clip=True),
+    }
+    for name, a in images.items():
+        if a is not None and a.shape != (h, w, c):
+            raise InputError(f"{name}: shape {a.shape}; the image's is {(h, w, c)}")
     return tasks.Problem(
         "custom",
         tasks.Measure("custom", custom=operator),
         y,
         (h, w),
-        gt=tasks.as_unit_image(gt, "gt"),
-        baseline=tasks.as_unit_image(baseline, "baseline", clip=True),
+        **images,
         out_channels=c,
     )
 

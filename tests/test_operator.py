@@ -46,3 +46,17 @@ def test_a_nonlinear_operator_fits_its_measurement():
 def test_operator_shape_mismatch_is_a_clear_error():
     with pytest.raises(InputError, match=r"shape \(4,\)"):
         dipjax.operator_problem(lambda x: x.ravel()[:4], np.zeros(5), (8, 8, 1))
+
+
+@pytest.mark.parametrize(
+    "args, kw, message",
+    [
+        ((np.zeros((8, 8)), (8, 8)), {}, r"shape \(8, 8\): the image's \(H, W, C\)"),
+        ((np.full((8, 8, 1), np.nan), (8, 8, 1)), {}, "measurement: holds NaN"),
+        ((np.zeros((8, 8, 1)), (8, 8, 1)), {"gt": np.zeros((4, 8, 1))}, r"gt: shape \(4, 8, 1\)"),
+        ((np.zeros((8, 8, 1)), (8, 8, 1)), {"baseline": np.zeros((8, 8, 3))}, "baseline: shape"),
+    ],
+)
+def test_operator_inputs_are_checked_before_anything_compiles(args, kw, message):
+    with pytest.raises(InputError, match=message):
+        dipjax.operator_problem(lambda x: x, *args, **kw)
