@@ -279,7 +279,8 @@ def _keep(checkpointer, r: FitResult) -> None:
     arrays = {"output": r.output, "output_avg": r.output_avg}
     es = None
     if r.early_stop is not None:
-        arrays["output_es"] = r.early_stop["output"]
+        if r.early_stop["output"] is not None:
+            arrays["output_es"] = r.early_stop["output"]
         es = {k: v for k, v in r.early_stop.items() if k != "output"}
     if r.posterior is not None:
         arrays["posterior_mean"] = r.posterior["mean"]
@@ -303,7 +304,7 @@ def _loaded(problems, preset, key, arrays, record) -> FitResult:
     i, s = key
     es = record["early_stop"]
     if es is not None:
-        es = dict(es, output=arrays["output_es"])
+        es = dict(es, output=arrays.get("output_es"))
     post = None
     if record.get("posterior_samples") is not None:
         post = {

@@ -101,15 +101,17 @@ def final_metrics(
 
 
 def early_stop_record(es: dict) -> Optional[dict]:
-    """The detector's findings from one fit's ``FitState.es`` on the host (None when off)."""
+    """The detector's findings from one fit's ``FitState.es`` on the host (None when off);
+    ``iter`` 0 and ``output`` None when it detected nothing (a run shorter than its window)."""
     if not es:
         return None
+    found = int(es["best_iter"]) > 0
     return {
         "iter": int(es["best_iter"]),
         "fired": bool(es["fired"]),
         "fired_at": int(es["fired_at"]),
         "wmv": float(es["best_var"]),
-        "output": clip01(es["best_out"][0]),
+        "output": clip01(es["best_out"][0]) if found else None,
     }
 
 

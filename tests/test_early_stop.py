@@ -160,3 +160,9 @@ def test_a_step_not_taken_leaves_the_detector_as_it_was():
         new, _ = early_stop.update(es, jnp.full((1, 2, 2, 1), jnp.nan), jnp.int32(9), 2, take)
         same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b, equal_nan=True)), new, es)
         assert all(jax.tree.leaves(same)) is not take, same
+
+
+def test_the_api_returns_no_output_when_nothing_was_detected(noisy_problem):
+    p = tiny_preset("denoise", iters=3, reg_noise_std=0.0, early_stop="mark", es_window=5)
+    es = fit_problem(noisy_problem, p, chunk=1).early_stop
+    assert es["iter"] == 0 and es["output"] is None and not es["fired"]

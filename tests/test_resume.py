@@ -127,6 +127,7 @@ def test_interrupt_then_resume_is_bit_identical(png, tmp_path, seeds, sig):
 
 
 def test_resume_refuses_flags_that_would_change_the_run(tmp_path):
+    (tmp_path / "run.json").write_text('{"task": "denoise", "iters": 10}')
     r = subprocess.run(
         [
             sys.executable,
