@@ -18,6 +18,7 @@ from __future__ import annotations
 import io as _io
 import json
 import pathlib
+import re
 import shutil
 from typing import Optional
 
@@ -92,7 +93,11 @@ class Checkpointer:
         step = mgr.latest_step()
         if step is None:
             return None
-        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        try:
+            meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            meta = meta["meta"]
+        except Exception as e:  # noqa: BLE001 - orbax's own, from JSON to TensorStore
+            raise self._damaged(e) from None
         self._check_run(meta.get("run_id"))
         written = meta.pop("state_format", 1)
         if written != STATE_FORMAT:
@@ -113,11 +118,15 @@ class Checkpointer:
             tree = mgr.restore(
                 mgr.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
             )["state"]
-        except ValueError as e:  # orbax: the stored tree's structure or shapes differ
+        except Exception as e:  # noqa: BLE001 - orbax's and TensorStore's errors, many kinds
             first = (str(e).splitlines() or [type(e).__name__])[0]
+            # orbax: the stored tree's structure or shapes differ; TensorStore's status codes
+            # (DATA_LOSS: ..., NOT_FOUND: ...) are damaged or missing files
+            if not isinstance(e, ValueError) or re.match(r"[A-Z_]+: ", first):
+                raise self._damaged(e) from None
             raise InputError(
-                f"{self.root}: the checkpoint's state is not shaped like this run's: {first}; "
-                "nothing was resumed"
+                f"{self.root}: the checkpoint's state is not shaped like this run's: "
+                f"{first[:300]}; nothing was resumed"
             ) from None
         # Restored arrays are committed to their device; a fresh state is not. Match ``like``,
         # or the chunk lowers to a different program and misses the compile cache.
@@ -128,6 +137,13 @@ class Checkpointer:
         )
         tree["key"] = jax.random.wrap_key_data(tree["key"], impl=jax.random.key_impl(like.key))
         return FitState(**tree)
+
+    def _damaged(self, e: Exception) -> InputError:
+        first = (str(e).splitlines() or [""])[0][:200]
+        return InputError(
+            f"{self.root}: the checkpoint cannot be read, it may be damaged "
+            f"({type(e).__name__}: {first}); nothing was resumed"
+        )
 
     def finish(self, index: int, seed: int, arrays: dict, record: dict) -> None:
         """Keep a finished fit: ``arrays`` (name -> float32 array), ``record`` (JSON-able)."""

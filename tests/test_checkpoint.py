@@ -55,3 +55,29 @@ def test_a_checkpoint_of_another_format_or_shape_is_refused_in_one_line(tmp_path
     with pytest.raises(InputError, match="not shaped like this run's") as e:
         Checkpointer(tmp_path / "odd", "run-1").restore(su.state)
     assert "\n" not in str(e.value) and str(tmp_path / "odd") in str(e.value)
+
+
+@pytest.mark.parametrize("damage", ["meta", "arrays"])
+def test_a_damaged_checkpoint_is_refused_in_one_line_naming_it(tmp_path, damage):
+    p = tiny_preset("denoise", iters=4)
+    problem = api.prepare("denoise", p, smooth_image(16, 16), degrade=True)
+    su = build.setup([problem], p, [(0, 0)])
+    saver = Checkpointer(tmp_path, "run-1")
+    saver.save(su.fits, False, su.state, [[{"iter": 1}]])
+    saver.close()
+    step = next((tmp_path / "checkpoint" / "state").iterdir())
+    files = [f for f in step.rglob("*") if f.is_file()]
+    if damage == "meta":
+        files = [f for f in files if f.parent.name == "meta"]
+    else:
+        files = [f for f in files if f.parent.name != "meta" and "METADATA" not in f.name.upper()]
+    assert files
+    for f in files:
+        f.write_bytes(b"\x00garbage" * 3)
+    with pytest.raises(InputError) as e:
+        again = Checkpointer(tmp_path, "run-1")
+        assert again.current() is not None
+        again.restore(su.state)
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(str(tmp_path / "checkpoint"))
+    assert "cannot be read, it may be damaged" in message, message
