@@ -397,7 +397,8 @@ def _paper_preset_for(task: str, images) -> Optional[str]:
 
 
 def _unread_flag(args, p) -> Optional[str]:
-    """Why a degradation or mask flag given would not be read by this run, or None."""
+    """Why a flag given would not be read by this run (degradation, mask, early-stopping,
+    distributed and batching flags), or None."""
     given = lambda flag: getattr(args, flag) is not None
     if args.image and not args.degrade:
         for flag in ("noise", "sigma", "density", "quality"):
@@ -416,4 +417,12 @@ def _unread_flag(args, p) -> Optional[str]:
         return "give --mask or --mask-kind, not both"
     if given("keep") and p.mask_kind != "random":
         return f"--keep applies to --mask-kind random, not {p.mask_kind}"
+    for flag in ("es_window", "es_patience"):
+        if given(flag) and p.early_stop == "off":
+            return f"--{flag.replace('_', '-')} applies with --early-stop"
+    for flag in ("coordinator", "num_processes", "process_id"):
+        if getattr(args, flag, None) is not None and not getattr(args, "distributed", False):
+            return f"--{flag.replace('_', '-')} applies with --distributed"
+    if getattr(args, "max_batch", 0) and getattr(args, "strategy", "auto") == "sequential":
+        return "--max-batch applies to vmapped fits, not to --strategy sequential"
     return None

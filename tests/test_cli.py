@@ -339,6 +339,27 @@ def test_a_resume_on_an_accelerator_runs_the_preset_the_run_resolved(tmp_path):
     assert cli_args.resolve_preset(args, True)[0].name == "superres-x8"  # the default there
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--es-window", "5"], "--es-window applies with --early-stop"),
+        (["--es-patience", "5"], "--es-patience applies with --early-stop"),
+        (["--coordinator", "h:1"], "--coordinator applies with --distributed"),
+        (["--num-processes", "2"], "--num-processes applies with --distributed"),
+        (["--max-batch", "2", "--strategy", "sequential"], "--max-batch applies to vmapped"),
+    ],
+)
+def test_flags_the_run_would_not_read_are_refused(flags, message):
+    from dipjax import cli_args
+
+    args = cli_args.parser().parse_args(["--task", "denoise", *flags])
+    with pytest.raises(InputError, match=message):
+        cli_args.resolve_preset(args, False)
+    ok = {"--es-window": ["--early-stop"], "--es-patience": ["--early-stop"]}.get(flags[0])
+    if ok:  # read with it
+        cli_args.resolve_preset(cli_args.parser().parse_args(["--task", "denoise", *flags, *ok]), 0)
+
+
 def test_a_resumed_run_keeps_flags_refused_since():
     """--resume rebuilds the flags from run.json; a run started before a combination was
     refused for not being read must still resume."""
