@@ -127,7 +127,9 @@ def check_run_args(
     if chunk > MAX_CHUNK:  # a CPU step unrolls its chunk: each step is compiled
         raise ParameterError("chunk", chunk, f"must be at most {MAX_CHUNK}")
     if seed + seeds - 1 > MAX_SEED:
-        raise ParameterError("seed", seed, f"seeds run up to {MAX_SEED}")
+        raise ParameterError(
+            "seed", seed, f"with {seeds} seeds the last is {seed + seeds - 1}, over {MAX_SEED}"
+        )
 
 
 def fit_problem(problem, preset, seed: int = 0, **kw) -> FitResult:

@@ -140,7 +140,7 @@ def run(args, timing, *, on_chunk=None, checkpointer=None) -> int:
         if resume:
             out, run_id = runfolder.pathlib.Path(resume), record.get("run_id")
             if nproc == 1:  # the processes of a distributed run share the folder
-                runfolder.lock(out)
+                runfolder.lock(out, "--resume")
         else:
             out = runfolder.prepare_out(args.out, args.overwrite, shared=args.distributed)
             run_id = runfolder.write_record(out, args, preset.name) if pid == 0 else "distributed"

@@ -106,10 +106,10 @@ def _early_stop(fit) -> str:
     state = (
         f"fired at iteration {es['fired_at']}"
         if es["fired"]
-        else "not fired (no variance minimum held for the patience)"
+        else f"not fired: fewer than {fit.preset.es_patience} iterations followed it"
     )
-    score = f", PSNR there {fit.final['psnr_gt_es']:.2f} dB" if "psnr_gt_es" in fit.final else ""
+    score = f"; PSNR there {fit.final['psnr_gt_es']:.2f} dB" if "psnr_gt_es" in fit.final else ""
     return (
-        f"early stopping: detected iteration {es['iter']} ({state}){score}; "
+        f"early stopping: detected iteration {es['iter']}, {state}{score}; "
         f"its output is output_es.png"
     )

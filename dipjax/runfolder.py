@@ -81,7 +81,7 @@ LOCK = ".dipjax.lock"
 _held = {}  # folder -> open lock file: the lock lasts as long as the process
 
 
-def lock(out: pathlib.Path) -> None:
+def lock(out: pathlib.Path, flag: str = "--out") -> None:
     """Refuse a second process running in the same folder at the same time. The lock file is
     removed when the run lets go of it (``release``); a lock taken on a file removed meanwhile
     is taken again on the new one."""
@@ -97,7 +97,7 @@ def lock(out: pathlib.Path) -> None:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             f.close()
-            raise InputError(f"--out {out}: another dipjax run is writing there now") from None
+            raise InputError(f"{flag} {out}: another dipjax run is writing there now") from None
         if _same_file(path, f):
             break
         f.close()

@@ -68,6 +68,8 @@ def load_problems(
                     **shared,
                 )
                 build.problem_arrays(prob, preset, seed)  # size and memory, before compiling
+                if len(paths) > 1:  # whose note it is
+                    prob.notes[:] = [f"{path or 'image'}: {n}" for n in prob.notes]
             except build.SizeError as e:
                 raise InputError(_too_small(path, image, preset, degrade, e.side)) from None
             except memory.TooBig as e:

@@ -149,3 +149,20 @@ def test_integer_images_are_scaled_and_out_of_range_floats_refused(image, tmp_pa
     assert got.mask[..., 0].tolist() == hole.astype(np.float32).tolist()
     with pytest.raises(InputError, match="mask: the array holds NaN"):
         tasks.prepare("inpaint", tiny_preset("inpaint"), image, mask=np.full(image.shape, np.nan))
+
+
+def test_a_note_of_a_many_image_run_names_its_file(tmp_path):
+    from dipjax import sources
+    from dipjax.io import save_png
+
+    paths = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path, w in zip(paths, (70, 64)):
+        save_png(path, np.full((40, w, 3), 0.5, np.float32))
+    p = tiny_preset("denoise", crop=32)
+    problems, _ = sources.load_problems(p, [str(x) for x in paths], degrade=True, seed=0)
+    assert problems[0].notes == [
+        f"{paths[0]}: cropped 70x40 to 64x32 (a multiple of 32) as the reference does"
+    ]
+    assert problems[1].notes == [
+        f"{paths[1]}: cropped 64x40 to 64x32 (a multiple of 32) as the reference does"
+    ]
