@@ -192,14 +192,14 @@ def clear_run(out: pathlib.Path) -> None:
     for child in out.iterdir():
         is_run_dir = child.is_dir() and (
             child.name in RUN_DIRS
-            or child.name.startswith("seed_")
+            or child.name.startswith(("seed_", "checkpoint.process"))
             or (child / "metrics.jsonl").exists()
             or (child / "output.png").exists()
             or (child / "summary.json").exists()
         )
         if is_run_dir:
             shutil.rmtree(child)
-    for part in list(out.glob("metrics.part*.json")) + list(out.glob("summary.process*.json")):
+    for part in [*out.glob("metrics.process*.json"), *out.glob("summary.process*.json")]:
         part.unlink()
 
 

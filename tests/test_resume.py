@@ -208,3 +208,15 @@ def test_overwrite_clears_the_old_runs_checkpoint(png, tmp_path):
         timeout=120,
     )
     assert r.returncode == 2 and "no checkpoint there" in r.stderr
+
+
+def test_overwrite_clears_a_distributed_runs_parts_and_checkpoints(tmp_path):
+    from dipjax import runfolder
+
+    names = ["metrics.process1.json", "summary.process0.json", "checkpoint.process1/done/x.json"]
+    for name in [*names, "keep.txt", "notes/metrics.process-list.txt"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    runfolder.clear_run(tmp_path)
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert left == ["keep.txt", "notes/metrics.process-list.txt"]
