@@ -343,3 +343,12 @@ def test_noise_draw_smoke():
     steps = [row for row in rows if len(row) == 3 and row[0].strip().endswith("normal")]
     assert len(steps) == 2 and all(float(x) > 0 for row in steps for x in row[1:])
     assert "paired speed-up" in r.stdout
+
+
+@pytest.mark.slow
+def test_early_stop_cost_smoke():
+    args = ("--preset", "denoise-dd-fast", "--iters", 3, "--window", 2, "--rounds", 1)
+    r = _run("early_stop_cost.py", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in r.stdout.splitlines() if line.startswith("| /")]
+    assert len(rows) == 1 and all(float(x.rstrip(" x")) > 0 for x in rows[0][1:])
