@@ -176,7 +176,12 @@ class Checkpointer:
             )
 
     def exists(self) -> bool:
-        return self.root.is_dir() and any(self.root.iterdir())
+        """Whether there is something to resume: a saved state or a finished fit's record (not
+        a folder emptied by hand or by a crash before its first save)."""
+        state = self.root / "state"
+        saved = state.is_dir() and any(p.name.isdigit() for p in state.iterdir())
+        done = self.root / "done"
+        return saved or (done.is_dir() and any(done.glob("p*_s*.json")))
 
     def wait(self) -> None:
         if self._manager is not None:

@@ -81,3 +81,21 @@ def test_a_damaged_checkpoint_is_refused_in_one_line_naming_it(tmp_path, damage)
     message = str(e.value)
     assert "\n" not in message and message.startswith(str(tmp_path / "checkpoint"))
     assert "cannot be read, it may be damaged" in message, message
+
+
+def test_a_checkpoint_folder_emptied_has_nothing_to_resume(tmp_path):
+    import shutil
+
+    p = tiny_preset("denoise", iters=4)
+    problem = api.prepare("denoise", p, smooth_image(16, 16), degrade=True)
+    su = build.setup([problem], p, [(0, 0)])
+    saver = Checkpointer(tmp_path, "run-1")
+    assert not saver.exists()
+    saver.save(su.fits, False, su.state, [[{"iter": 1}]])
+    saver.close()
+    assert Checkpointer(tmp_path, "run-1").exists()
+    for step in (tmp_path / "checkpoint" / "state").iterdir():
+        shutil.rmtree(step)  # the state's folders gone, the checkpoint's own still there
+    assert (tmp_path / "checkpoint").is_dir() and not Checkpointer(tmp_path, "run-1").exists()
+    Checkpointer(tmp_path, "run-1").finish(0, 0, {"output": np.zeros((2, 2, 3))}, {"history": []})
+    assert Checkpointer(tmp_path, "run-1").exists()  # a finished fit's record
