@@ -26,8 +26,9 @@ class ProgressBar:
             if self.batch is not None:
                 self.bar.reset()
             self.batch = progress.batch
+            # iterations done before this run (a resume): counted, but not in the rate
             first = progress.done - len(next(iter(progress.rows.values())))
-            self.bar.update(first)
+            self.bar.initial = self.bar.n = self.bar.last_print_n = first
             if progress.batches > 1:
                 self.bar.set_description(
                     f"batch {progress.batch}/{progress.batches}", refresh=False
