@@ -134,6 +134,9 @@ class BatchLoop:
         with self.timing("host"):
             outs = clip01(su.per_fit(su.render(state.params))[:, 0])
             avgs = clip01(su.per_fit(state.out_avg)[:, 0])
+            for j, h in enumerate(histories):
+                if not h:  # no step yet: the average of no output is the first one
+                    avgs[j] = outs[j]
             es_all, post_all = jax.device_get((state.es, state.post))
             snap_host = [(it, clip01(su.per_fit(img)[:, 0])) for it, img in snaps]
             for j, (i, s) in enumerate(su.fits):

@@ -209,4 +209,7 @@ def test_a_signal_while_compiling_is_answered_at_once_and_runs_no_step(monkeypat
     (t0, t1), stops = spans[0], [t for t, line in said if line.startswith("stopping")]
     assert len(stops) == 1 and stops[0] < t0 + 0.5 * (t1 - t0), (said, spans)
     assert res.interrupted and res.fits[0].interrupted and res.fits[0].history == []
+    fit = res.fits[0]  # no step: the moving average is the net's first output, not black
+    np.testing.assert_array_equal(fit.output_avg, fit.output)
+    assert fit.output.std() > 0
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
