@@ -35,6 +35,15 @@ from dipjax.step import FitState
 STATE_FORMAT = 3
 
 
+def resumable(root: pathlib.Path) -> bool:
+    """Whether the checkpoint folder ``root`` holds something to resume: a saved state or a
+    finished fit's record (not a folder emptied by hand, or by a crash before its first save
+    completed)."""
+    state, done = root / "state", root / "done"
+    saved = state.is_dir() and any(p.name.isdigit() for p in state.iterdir())
+    return saved or (done.is_dir() and any(done.glob("p*_s*.json")))
+
+
 def _to_tree(state: FitState) -> dict:
     d = {k: getattr(state, k) for k in state.__dataclass_fields__}
     d["key"] = jax.random.key_data(state.key)  # typed PRNG keys are stored as their raw data
@@ -176,12 +185,7 @@ class Checkpointer:
             )
 
     def exists(self) -> bool:
-        """Whether there is something to resume: a saved state or a finished fit's record (not
-        a folder emptied by hand or by a crash before its first save)."""
-        state = self.root / "state"
-        saved = state.is_dir() and any(p.name.isdigit() for p in state.iterdir())
-        done = self.root / "done"
-        return saved or (done.is_dir() and any(done.glob("p*_s*.json")))
+        return resumable(self.root)
 
     def wait(self) -> None:
         if self._manager is not None:

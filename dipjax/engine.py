@@ -127,9 +127,8 @@ def check_run_args(
     if chunk > MAX_CHUNK:  # a CPU step unrolls its chunk: each step is compiled
         raise ParameterError("chunk", chunk, f"must be at most {MAX_CHUNK}")
     if seed + seeds - 1 > MAX_SEED:
-        raise ParameterError(
-            "seed", seed, f"with {seeds} seeds the last is {seed + seeds - 1}, over {MAX_SEED}"
-        )
+        last = f"with {seeds} seeds the last is {seed + seeds - 1}, " if seeds > 1 else ""
+        raise ParameterError("seed", seed, f"{last}over {MAX_SEED}")
 
 
 def fit_problem(problem, preset, seed: int = 0, **kw) -> FitResult:

@@ -138,7 +138,9 @@ def run(args, timing, *, on_chunk=None, checkpointer=None) -> int:
             kernel=args.kernel,
         )
         if resume:
-            out, run_id = runfolder.pathlib.Path(resume), record.get("run_id")
+            # the id each process's checkpoint was written with (see below)
+            out = runfolder.pathlib.Path(resume)
+            run_id = record.get("run_id") if pid == 0 else "distributed"
             if nproc == 1:  # the processes of a distributed run share the folder
                 runfolder.lock(out, "--resume")
         else:

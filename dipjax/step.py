@@ -81,14 +81,17 @@ def forward(net, params: jax.Array, z: jax.Array) -> jax.Array:
     return net.apply({"params": unflatten_params(net, z, params)}, z)
 
 
-@functools.lru_cache(maxsize=64)
 def make_optimizer(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
     """Adam with torch's defaults (betas 0.9/0.999, eps 1e-8); the rate can be lowered on device.
     ``weight_decay`` > 0 adds ``weight_decay * params`` to the gradient (torch's coupled L2
     decay: a Gaussian prior on the weights). The same object for the same arguments, so that
     the functions jitted per optimizer (``build``'s initialisation) are traced once per run, not
     once per fit."""
+    return _optimizer(float(lr), float(weight_decay))
 
+
+@functools.lru_cache(maxsize=64)
+def _optimizer(lr: float, weight_decay: float) -> optax.GradientTransformation:
     def adam(learning_rate):
         tx = optax.adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8)
         return optax.chain(optax.add_decayed_weights(weight_decay), tx) if weight_decay else tx

@@ -178,7 +178,9 @@ def test_job_folder_is_a_command_line_run_folder(finished, client, runs):
 def test_a_new_server_lists_the_finished_job(finished, runs):
     job, _ = finished
     with TestClient(create_app(runs, start_worker=False)) as again:
-        listed = {j["id"]: j for j in again.get("/api/jobs").json()}
+        jobs = again.get("/api/jobs").json()
+        assert str(runs) not in json.dumps(jobs)  # no server path reaches a client
+        listed = {j["id"]: j for j in jobs}
         assert listed[job["id"]]["status"] == "done"
         state = again.get(f"/api/jobs/{job['id']}").json()
         assert [row[0] for row in state["curve"]] == list(range(1, 11))

@@ -123,3 +123,11 @@ def test_the_fits_of_a_run_share_one_traced_initialisation(monkeypatch):
     b = build.setup([prob], p, [(0, 2)])
     assert len(traced) == 1 and a.tx is b.tx
     assert not np.array_equal(np.asarray(a.state.params), np.asarray(b.state.params))
+
+
+def test_one_optimizer_per_learning_rate_whatever_its_type():
+    from dipjax.step import make_optimizer
+
+    assert make_optimizer(1, 0) is make_optimizer(1.0, 0.0) is make_optimizer(np.float64(1.0))
+    rate = make_optimizer(1).init(jnp.zeros(3)).hyperparams["learning_rate"]
+    assert rate.dtype == jnp.float32  # an int rate is a float one (the rollback scales it)

@@ -360,6 +360,15 @@ def test_flags_the_run_would_not_read_are_refused(flags, message):
         cli_args.resolve_preset(cli_args.parser().parse_args(["--task", "denoise", *flags, *ok]), 0)
 
 
+def test_the_last_seed_is_named_when_seeds_run_past_the_largest():
+    from dipjax.engine import check_run_args
+
+    with pytest.raises(InputError, match=r"with 2 seeds the last is 2147483648, over 2147483647"):
+        check_run_args(seed=2**31 - 1, seeds=2)
+    with pytest.raises(InputError, match=r"^seed=2147483648: over 2147483647$"):
+        check_run_args(seed=2**31)
+
+
 def test_a_resumed_run_keeps_flags_refused_since():
     """--resume rebuilds the flags from run.json; a run started before a combination was
     refused for not being read must still resume."""

@@ -73,8 +73,9 @@ class Job:
 
     @property
     def resumable(self) -> bool:
-        ckpt = self.folder / "checkpoint"
-        return ckpt.is_dir() and any(ckpt.iterdir())
+        from dipjax.checkpoint import resumable  # the command line's own rule for --resume
+
+        return resumable(self.folder / "checkpoint")
 
     def on_chunk(self, p) -> bool:
         """The engine's progress callback (``dipjax.engine.Progress``); True asks it to stop."""

@@ -128,11 +128,16 @@ def _files(folder: pathlib.Path) -> list:
     return found
 
 
+def _public(job: Job) -> dict:
+    """What a client sees of a job's record: not its argv (the server's paths; job.json keeps
+    it)."""
+    return {k: v for k, v in job.record().items() if k != "argv"}
+
+
 def _state(jobs: Jobs, job: Job, curve_from: int = 0) -> dict:
-    """What a client sees of a job: not its argv (the server's paths; job.json keeps it)."""
     return finite_json(
         {
-            **{k: v for k, v in job.record().items() if k != "argv"},
+            **_public(job),
             "phase": job.phase,
             "progress": job.progress,
             "position": jobs.position(job),
@@ -257,7 +262,7 @@ def create_app(runs, *, max_upload_bytes: int = DEFAULT_UPLOAD_BYTES, start_work
 
     async def list_jobs(request):
         items = sorted(list(jobs.jobs.values()), key=lambda j: j.created, reverse=True)
-        return JSONResponse([{**j.record(), "position": jobs.position(j)} for j in items])
+        return JSONResponse([{**_public(j), "position": jobs.position(j)} for j in items])
 
     async def show(request):
         job = job_or_404(request)
