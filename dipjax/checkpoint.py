@@ -20,6 +20,7 @@ import json
 import pathlib
 import re
 import shutil
+import zipfile
 from typing import Optional
 
 import jax
@@ -131,7 +132,8 @@ class Checkpointer:
             first = (str(e).splitlines() or [type(e).__name__])[0]
             # orbax: the stored tree's structure or shapes differ; TensorStore's status codes
             # (DATA_LOSS: ..., NOT_FOUND: ...) are damaged or missing files
-            if not isinstance(e, ValueError) or re.match(r"[A-Z_]+: ", first):
+            mismatch = isinstance(e, ValueError) and not isinstance(e, json.JSONDecodeError)
+            if not mismatch or re.match(r"[A-Z_]+: ", first):
                 raise self._damaged(e) from None
             raise InputError(
                 f"{self.root}: the checkpoint's state is not shaped like this run's: "
@@ -169,10 +171,13 @@ class Checkpointer:
         """{(index, seed): (arrays, record)} of the fits kept by ``finish``."""
         out = {}
         for path in sorted((self.root / "done").glob("p*_s*.json")):
-            record = json.loads(path.read_text())
+            try:
+                record = json.loads(path.read_text())
+                with np.load(path.with_suffix(".npz")) as z:
+                    arrays = {k: z[k] for k in z.files}
+            except (OSError, ValueError, zipfile.BadZipFile) as e:
+                raise self._damaged(e) from None
             self._check_run(record.pop("run_id", None))
-            with np.load(path.with_suffix(".npz")) as z:
-                arrays = {k: z[k] for k in z.files}
             index, seed = path.stem[1:].split("_s")
             out[(int(index), int(seed))] = (arrays, record)
         return out

@@ -99,3 +99,13 @@ def test_a_checkpoint_folder_emptied_has_nothing_to_resume(tmp_path):
     assert (tmp_path / "checkpoint").is_dir() and not Checkpointer(tmp_path, "run-1").exists()
     Checkpointer(tmp_path, "run-1").finish(0, 0, {"output": np.zeros((2, 2, 3))}, {"history": []})
     assert Checkpointer(tmp_path, "run-1").exists()  # a finished fit's record
+
+
+@pytest.mark.parametrize("suffix", [".json", ".npz"])
+def test_a_damaged_finished_fit_record_is_refused_in_one_line(tmp_path, suffix):
+    saver = Checkpointer(tmp_path, "run-1")
+    saver.finish(0, 0, {"output": np.zeros((2, 2, 3))}, {"history": []})
+    next((tmp_path / "checkpoint" / "done").glob(f"*{suffix}")).write_bytes(b"\x00garbage")
+    with pytest.raises(InputError, match="cannot be read, it may be damaged") as e:
+        Checkpointer(tmp_path, "run-1").finished()
+    assert "\n" not in str(e.value)
