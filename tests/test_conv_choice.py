@@ -414,6 +414,33 @@ def test_runs_started_together_measure_one_after_the_other(tmp_path, monkeypatch
     assert len(conv_choice.entries()) == 2 * len(LIBS)
 
 
+def test_a_stop_while_waiting_for_another_process_measuring_is_answered(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    conv_choice.use_file(tmp_path / conv_choice.FILE_NAME, every_variant=False)
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def fake(la, lib="ynnpack", stop=None):
+        calls.append(la)
+        started.set()
+        assert release.wait(30)
+        return {la.rule(): 1.0}
+
+    monkeypatch.setattr(conv_choice, "measure", fake)
+    first = threading.Thread(target=conv_choice.measure_missing, args=([L1],))
+    first.start()
+    try:
+        assert started.wait(30)
+        t0 = time.monotonic()
+        with pytest.raises(conv_choice.Stopped):
+            conv_choice.measure_missing([L2], None, lambda: time.monotonic() > t0 + 0.3)
+        assert time.monotonic() - t0 < 5 and calls == [L1]  # stopped waiting, measured nothing
+    finally:
+        release.set()
+        first.join(30)
+
+
 def test_a_run_records_the_library_only_of_steps_with_measured_layers(measured):
     # A step with no tunable layer (a 1x1 convolution: a product by rule) chose nothing.
     w = jnp.full((1, 1, 4, 3), 0.1)

@@ -284,7 +284,7 @@ def missing(layers, library: str = "ynnpack") -> list:
 
 
 @contextlib.contextmanager
-def _one_at_a_time(folder: pathlib.Path, report=None) -> Iterator[None]:
+def _one_at_a_time(folder: pathlib.Path, report=None, stop=None) -> Iterator[None]:
     """Hold an exclusive lock on a file in ``folder`` (the choices file's), so that runs that
     share the file and start together (``--distributed`` processes on one host, two fits)
     measure one after the other, not at once (each would time the others' load). Without a
@@ -300,7 +300,18 @@ def _one_at_a_time(folder: pathlib.Path, report=None) -> Iterator[None]:
         except BlockingIOError:
             if report is not None:
                 report("waiting for another process measuring convolutions on this machine")
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            while True:  # polled, so that a stop (Ctrl-C) is answered while waiting
+                try:
+                    _check(stop)
+                except Stopped:
+                    os.close(fd)
+                    raise
+                time.sleep(0.2)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    pass
     except OSError:
         if fd is not None:
             os.close(fd)
@@ -324,7 +335,7 @@ def measure_missing(layers, report=None, stop=None) -> None:
 
     if not any(todo().values()):
         return
-    with _one_at_a_time(_file.parent, report):
+    with _one_at_a_time(_file.parent, report, stop):
         _measure(todo(), report, stop)
 
 
