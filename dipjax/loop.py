@@ -137,7 +137,8 @@ class BatchLoop:
             for j, h in enumerate(histories):
                 if not h:  # no step yet: the average of no output is the first one
                     avgs[j] = outs[j]
-            es_all, post_all = jax.device_get((state.es, state.post))
+            found = {k: v for k, v in state.es.items() if k != "buf"}  # not the whole window
+            es_all, post_all = jax.device_get((found, state.post))
             snap_host = [(it, clip01(su.per_fit(img)[:, 0])) for it, img in snaps]
             for j, (i, s) in enumerate(su.fits):
                 es = early_stop_record({k: su.per_fit(v)[j] for k, v in es_all.items()})

@@ -65,8 +65,8 @@ def output_buffer_bytes(problem, preset) -> int:
 
 
 # A step that is not donated its state (the CPU's) reads the window and writes a new one, and
-# the variance's temporaries and the host's copy of a finished state hold it again: a 0.98 GB
-# window (20000 outputs of 64x64x3) took 3.8 GB more peak memory than a window of 100.
+# the variance's temporaries and a checkpoint's host copy hold it again: a 0.98 GB window (20000
+# outputs of 64x64x3) took 3.8 GB more peak memory than a window of 100.
 WINDOW_COPIES = 4
 
 
