@@ -155,7 +155,7 @@ def run(
     timing: Optional[Timing] = None,
     pipeline: bool = True,
 ) -> RunResult:
-    """Fit every problem once per seed with ``preset``.
+    """Fit every problem once per seed with ``preset`` (a Preset or a preset's name).
 
     ``strategy``: 'auto' | 'vmap' | 'sequential' | 'measure' (``dipjax.plan``); ``max_batch``:
     most fits vmapped at once; ``devices``: where vmapped fits are sharded (default: all local).
@@ -170,6 +170,10 @@ def run(
     ``pipeline=False`` reads every chunk's metrics before dispatching the next (same results,
     the device idles meanwhile).
     """
+    if isinstance(preset, str):
+        from dipjax.presets import get_preset
+
+        preset = get_preset(preset)
     for s in seeds:
         check_run_args(seed=s)
     check_run_args(

@@ -18,7 +18,16 @@ def ensemble_stats(fits: Sequence) -> dict:
     """``fits``: the FitResults (one per seed) of one problem. Returns ``mean`` and ``std``
     over seeds of the outputs ((H, W, C) float32), ``mean_avg`` (mean of the moving averages)
     and ``final``: each seed's final metrics and, with a ground truth, the PSNR of the mean
-    (``psnr_mean``, ``psnr_mean_avg``) next to the seeds' average PSNR (``psnr_single_mean``)."""
+    (``psnr_mean``, ``psnr_mean_avg``) next to the seeds' average PSNR (``psnr_single_mean``).
+    Raises ValueError for no fits or fits of several problems (a run's ``fits`` of many images:
+    group them by ``index`` first)."""
+    if not fits:
+        raise ValueError("ensemble_stats: no fits")
+    if len({f.index for f in fits}) > 1:
+        raise ValueError(
+            "ensemble_stats: the fits are of several problems (indices "
+            f"{sorted({f.index for f in fits})}); pass one problem's seeds"
+        )
     outputs = np.stack([f.output for f in fits])
     mean, std = outputs.mean(0), outputs.std(0)
     mean_avg = np.stack([f.output_avg for f in fits]).mean(0)

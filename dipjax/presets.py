@@ -15,6 +15,7 @@ from dipjax.io import InputError
 from dipjax.nets.layers import INIT_STYLES
 from dipjax.netspec import _CONSTRUCTORS, RECIPE_NETS, NetSpec
 from dipjax.ops.conv import PRECISIONS
+from dipjax.ops.downsampler import NAMED_KERNELS as SR_KERNELS
 
 
 class ParameterError(InputError):
@@ -44,6 +45,10 @@ _RULES = (
     ("reg_noise_std", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
     ("exp_weight", lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
     ("backtrack_every", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
+    ("backtrack_drop_db", lambda v: _finite(v) and v > 0, "must be a finite number > 0"),
+    ("crop", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0 (0 = none)"),
+    ("pad", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
+    ("sr_kernel", lambda v: v in SR_KERNELS, "must be " + ", ".join(SR_KERNELS)),
     ("input_depth", lambda v: isinstance(v, int) and v > 0, "must be an integer > 0"),
     ("input_var", lambda v: _finite(v) and v >= 0, "must be a finite number >= 0"),
     ("sigma", lambda v: _finite(v) and 0 <= v <= 255, "must be in [0, 255]"),
@@ -165,7 +170,11 @@ class Preset:
         return self.iters // 2 if self.sgld_burn_in is None else self.sgld_burn_in
 
     def replace(self, **changes) -> "Preset":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes``; None leaves a field as it is, except for fields whose
+        default is None (``sgld_burn_in``), which None sets back."""
+        return dataclasses.replace(
+            self, **{k: v for k, v in changes.items() if v is not None or k in _NONE_DEFAULT}
+        )
 
 
 _IO_NAMES = {
@@ -402,3 +411,6 @@ def get_preset(name: str, task: Optional[str] = None) -> Preset:
     if task is not None and p.task != task:
         raise ParameterError("preset", name, f"is for task {p.task}, not {task}")
     return p
+
+
+_NONE_DEFAULT = {f.name for f in dataclasses.fields(Preset) if f.default is None}

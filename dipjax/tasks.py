@@ -11,6 +11,7 @@ the caller passes ``names={'mask': 'm.png'}``, by the file it came from.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional
 
@@ -76,11 +77,12 @@ def prepare_superres(image, p, *, gt=None, degrade=False, rng=None, names=None) 
     and the output is ``p.scale`` times larger."""
     names, notes, scale = names or {}, [], p.scale
     if degrade:
-        gt, lr = sr_pair(image, scale, p.crop)
+        multiple = math.lcm(p.crop or 1, scale)  # the low-resolution image's size times scale
+        gt, lr = sr_pair(image, scale, multiple)
         if gt.shape[:2] != image.shape[:2]:
             notes.append(
                 f"cropped {image.shape[1]}x{image.shape[0]} to {gt.shape[1]}x"
-                f"{gt.shape[0]} (a multiple of {p.crop}) as the reference does"
+                f"{gt.shape[0]} (a multiple of {multiple}) as the reference does"
             )
     else:
         lr = image
@@ -278,6 +280,10 @@ def prepare(
     ``numpy.random.default_rng(seed)``."""
     if task not in PREPARE:
         raise InputError(f"task {task!r}: unknown; one of {', '.join(TASKS)}")
+    if preset.task != task:
+        from dipjax.presets import ParameterError
+
+        raise ParameterError("preset", preset.name, f"is for task {preset.task}, not {task}")
     unused = sorted(
         k for k, v in extra.items() if v is not None and k not in EXTRA_INPUTS.get(task, ())
     )

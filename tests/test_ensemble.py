@@ -40,3 +40,13 @@ def test_vmapped_seeds_equal_separate_fits():
     np.testing.assert_allclose(
         u[..., 0], stats["std"].mean(-1) / stats["std"].mean(-1).max(), rtol=1e-6
     )
+
+
+def test_ensemble_stats_refuses_no_fits_and_fits_of_several_problems():
+    from types import SimpleNamespace
+
+    fit = lambda index: SimpleNamespace(index=index, output=np.zeros((2, 2, 3)))
+    with pytest.raises(ValueError, match="no fits"):
+        ensemble_stats([])
+    with pytest.raises(ValueError, match=r"several problems \(indices \[0, 1\]\)"):
+        ensemble_stats([fit(0), fit(1)])

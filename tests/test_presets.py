@@ -54,6 +54,10 @@ def test_every_preset_builds_under_eval_shape(name):
         ("blur", "box:3", "blur must be 'gauss:SIGMA'"),
         ("es_window", 1, "must be an integer >= 2"),
         ("precision", "fp16", "must be f32 or bf16"),
+        ("crop", -1, "must be an integer >= 0"),
+        ("pad", -5, "must be an integer >= 0"),
+        ("backtrack_drop_db", math.nan, "must be a finite number > 0"),
+        ("sr_kernel", "bicubic", "must be lanczos2"),
     ],
 )
 def test_bad_fields_are_refused_by_name(field, value, message):
@@ -67,3 +71,41 @@ def test_unknown_preset_and_wrong_task():
         get_preset("nope")
     with pytest.raises(ParameterError, match="is for task superres, not denoise"):
         get_preset("superres-x4", "denoise")
+
+
+def test_a_field_whose_default_is_none_can_be_set_back():
+    p = get_preset("denoise").replace(sgld=0.5, sgld_burn_in=100)
+    assert p.replace(sgld_burn_in=None).sgld_burn_in is None
+    assert p.replace(sgld=0, sgld_burn_in=None).sgld == 0  # SGLD turned off again
+    assert p.replace(iters=None).iters == p.iters  # other fields: None leaves them
+
+
+def test_a_problem_is_not_prepared_with_another_tasks_preset():
+    import numpy as np
+
+    with pytest.raises(ParameterError, match="is for task superres, not denoise"):
+        tasks.prepare("denoise", get_preset("superres-fast"), np.zeros((32, 32, 3), np.float32))
+
+
+@pytest.mark.parametrize("crop", [0, 7, 32])
+def test_super_resolution_crops_to_a_multiple_of_the_scale(crop):
+    import numpy as np
+
+    p = tiny_preset("superres", scale=4, crop=crop)
+    prob = tasks.prepare("superres", p, np.full((70, 66, 3), 0.5, np.float32), degrade=True)
+    h, w = prob.out_hw
+    assert prob.gt.shape[:2] == (h, w) and prob.target.shape[:2] == (h // 4, w // 4)
+    assert h % 4 == 0 and w % 4 == 0 and (crop == 0 or h % crop == 0)
+
+
+def test_run_takes_a_preset_by_name_and_nets_refuse_an_unknown_init_style():
+    import jax.numpy as jnp
+
+    from dipjax import api
+    from dipjax.nets import skip
+
+    with pytest.raises(ParameterError, match="nope"):
+        api.run([], "nope")
+    net = skip(4, 3, [8, 8], [8, 8], [2, 2], init_style="bogus")
+    with pytest.raises(ValueError, match="init_style must be one of"):
+        net.init(jax.random.key(0), jnp.zeros((1, 32, 32, 4)))

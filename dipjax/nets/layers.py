@@ -77,6 +77,7 @@ class ConvTranspose2d(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         k, s = self.kernel_size, self.stride
+        _check_init_style(self.init_style)
         fan_channels = self.in_features if self.init_style == "legacy" else self.features
         bound = 1.0 / math.sqrt(fan_channels * k * k)
         kernel = self.param(
@@ -176,6 +177,7 @@ class BatchNorm2d(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        _check_init_style(self.init_style)
         legacy = self.init_style == "legacy"
         scale_init = nn.initializers.uniform(1.0) if legacy else nn.initializers.ones
         scale = self.param("scale", scale_init, (self.features,))
@@ -266,6 +268,11 @@ def concat_cropped(xs: Sequence[Array]) -> Array:
     h = min(x.shape[1] for x in xs)
     w = min(x.shape[2] for x in xs)
     return jnp.concatenate([center_crop_to(x, h, w) for x in xs], axis=-1)
+
+
+def _check_init_style(style: str) -> None:
+    if style not in INIT_STYLES:
+        raise ValueError(f"init_style must be one of {INIT_STYLES}, got {style!r}")
 
 
 def conv_block(

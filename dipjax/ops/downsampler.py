@@ -25,7 +25,8 @@ _NAMED = {
     "gauss12": ("gauss", None, 0.5, lambda f: 7),
     "gauss1sq2": ("gauss", None, 1 / np.sqrt(2), lambda f: 9),
 }
-KERNEL_TYPES = tuple(_NAMED) + ("lanczos", "gauss", "box")
+NAMED_KERNELS = tuple(_NAMED)  # a named kernel's width follows from the factor
+KERNEL_TYPES = NAMED_KERNELS + ("lanczos", "gauss", "box")
 
 
 def _lanczos(d: np.ndarray, support: float) -> np.ndarray:
