@@ -32,7 +32,9 @@ def step_ms(tree: pathlib.Path, preset: str, iters: int, window: int, early: boo
         argv += ["--out", out, "--overwrite", "--quiet"]
         if early:
             argv += ["--early-stop", "--es-window", str(window)]
-        subprocess.run(argv, cwd=tree, check=True, capture_output=True, text=True)
+        r = subprocess.run(argv, cwd=tree, capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(f"error: in {tree}: {(r.stderr.strip().splitlines() or ['failed'])[-1]}")
         return 1e3 * json.loads((pathlib.Path(out) / "summary.json").read_text())["step_s"]
 
 
@@ -44,6 +46,11 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=100)
     ap.add_argument("--checkouts", nargs="+", type=pathlib.Path, default=[ROOT])
     args = ap.parse_args()
+    if args.rounds < 1 or args.iters < 1:
+        ap.error("--rounds and --iters must be at least 1")
+    for tree in args.checkouts:
+        if not (tree / "dipjax" / "__init__.py").is_file():
+            ap.error(f"--checkouts {tree}: not a dipjax checkout (no dipjax/__init__.py)")
     print(summary_line(describe(with_torch=False)))
     print(
         f"python -m dipjax.fit --preset {args.preset} --iters {args.iters} on the packaged "

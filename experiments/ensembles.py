@@ -125,4 +125,9 @@ def picture(fits, problem, folder):
 
 
 if __name__ == "__main__":
-    main()
+    from dipjax.io import InputError
+
+    try:
+        main()
+    except InputError as e:  # a missing or wrong --data-dir: one line, not a traceback
+        sys.exit(f"error: {e}")

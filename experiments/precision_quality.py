@@ -100,6 +100,7 @@ def main(argv=None):
                 )
     head = (
         ("fast presets" if args.fast else "paper presets")
+        + (" with tiny generators (a smoke test)" if args.tiny else "")
         + (f", {args.iters} iterations" if args.iters else "")
         + (f", centre {args.crop}x{args.crop} crops" if args.crop else "")
         + f", seeds {' '.join(map(str, args.seeds))}"

@@ -240,6 +240,7 @@ def write(rows, args, paper):
     head = (
         f"seed {args.seed}; "
         + ("fast presets" if args.fast else "paper presets")
+        + (" with tiny generators (a smoke test)" if args.tiny else "")
         + (f", {args.iters} iterations" if args.iters else "")
         + (f", first {args.limit} images per group" if args.limit < 99 else "")
         + (f", {args.precision} convolutions" if args.precision != "f32" else "")

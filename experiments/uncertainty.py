@@ -195,4 +195,9 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from dipjax.io import InputError
+
+    try:
+        main()
+    except InputError as e:  # a missing or wrong --data-dir: one line, not a traceback
+        sys.exit(f"error: {e}")
