@@ -171,7 +171,12 @@ def parser() -> argparse.ArgumentParser:
         choices=("modern", "legacy"),
         help="weight init: modern torch (BN scale 1) or torch 0.4 (BN scale U[0,1))",
     )
-    a("--seed", type=int, default=0, help="random seed (weights, input noise, degradation)")
+    a(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed (weights, input noise, degradation; default 0)",
+    )
     a(
         "--seeds",
         type=int,
@@ -208,7 +213,12 @@ def parser() -> argparse.ArgumentParser:
     a("--process-id", type=int, help="--distributed: this process's index")
     a("--out", default="dipjax-out", help="output folder")
     a("--overwrite", action="store_true", help="write into an existing, non-empty --out")
-    a("--save-every", type=int, default=0, help="also save the output every N iterations")
+    a(
+        "--save-every",
+        type=int,
+        default=0,
+        help="also save the output every N iterations (default 0: never)",
+    )
     a(
         "--checkpoint-every",
         type=int,
