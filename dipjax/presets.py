@@ -408,9 +408,15 @@ def get_preset(name: str, task: Optional[str] = None) -> Preset:
     if name not in PRESETS:
         raise ParameterError("preset", name, "unknown; one of " + ", ".join(sorted(PRESETS)))
     p = PRESETS[name]
-    if task is not None and p.task != task:
-        raise ParameterError("preset", name, f"is for task {p.task}, not {task}")
+    if task is not None:
+        check_task(p, task)
     return p
+
+
+def check_task(p: Preset, task: str) -> None:
+    """Refuse the preset ``p`` for another task than its own (``ParameterError``)."""
+    if p.task != task:
+        raise ParameterError("preset", p.name, f"is for task {p.task}, not {task}")
 
 
 _NONE_DEFAULT = {f.name for f in dataclasses.fields(Preset) if f.default is None}

@@ -280,10 +280,9 @@ def prepare(
     ``numpy.random.default_rng(seed)``."""
     if task not in PREPARE:
         raise InputError(f"task {task!r}: unknown; one of {', '.join(TASKS)}")
-    if preset.task != task:
-        from dipjax.presets import ParameterError
+    from dipjax.presets import check_task  # lazily: importing tasks stays light
 
-        raise ParameterError("preset", preset.name, f"is for task {preset.task}, not {task}")
+    check_task(preset, task)
     unused = sorted(
         k for k, v in extra.items() if v is not None and k not in EXTRA_INPUTS.get(task, ())
     )
